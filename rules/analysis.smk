@@ -1,0 +1,34 @@
+rule tables:
+    """Tidy tables over all runs of a track: the only place that expands over sources."""
+    input:
+        histories=lambda wc: history_files(wc.track),
+        metrics=lambda wc: metric_files(wc.track),
+        finetune=lambda wc: finetune_files(wc.track),
+    output:
+        **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+    log:
+        "results/{track}/logs/tables.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../workflow/scripts/tables.py"
+
+
+rule figure:
+    input:
+        **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+    output:
+        png="results/{track}/figures/{figure}.png",
+        pdf="results/{track}/figures/{figure}.pdf",
+    log:
+        "results/{track}/logs/figures/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(FIGURES),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"

@@ -1,0 +1,35 @@
+rule dataset:
+    input:
+        # derived sets are built from MNIST: declare it so only this rule writes it
+        lambda wc: [] if wc.dataset in BASE_DATASETS else dataset_file("mnist"),
+    output:
+        f"{DATA_DIR}/{{dataset}}/data.npz",
+    log:
+        "results/logs/dataset/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        seed=config["noise_seed"],
+        allow_download=config["allow_download"],
+    script:
+        "../workflow/scripts/dataset.py"
+
+
+rule target_subset:
+    input:
+        target_dataset,
+    output:
+        "results/{track}/subsets/{target}.csv",
+    log:
+        "results/{track}/logs/subset/{target}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        per_class=lambda wc: track_cfg(wc.track)["extract"]["per_class"],
+        seed=lambda wc: track_cfg(wc.track)["extract"]["seed"],
+    script:
+        "../workflow/scripts/target_subset.py"

@@ -1,0 +1,21 @@
+rule metrics:
+    """Metric tables of one run on one target, one CSV per pre-training checkpoint."""
+    input:
+        rules.extract.output.activations,
+    output:
+        [
+            f"results/{{track}}/metrics/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"
+            for step in steps(CNN, "pretrain")
+        ],
+    log:
+        "results/{track}/logs/metrics/{target}/{source}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        steps=lambda wc: steps(wc.track, "pretrain"),
+        layers=lambda wc: track_cfg(wc.track)["layers"],
+        metrics=lambda wc: track_cfg(wc.track)["metrics"],
+    script:
+        "../workflow/scripts/metrics.py"

@@ -1,0 +1,158 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from transferability.analysis import (
+    ZERO_OFFSET,
+    correlate,
+    fisher_interval,
+    log_auc,
+    log_auc_table,
+    spearman_table,
+)
+
+
+def test_log_auc_constant_curve_is_that_constant():
+    assert log_auc([0, 1, 3, 10, 100], [0.7] * 5) == pytest.approx(0.7)
+
+
+def test_log_auc_hand_computed():
+    # points at 1, 10, 100: two equal-width log intervals; trapezoids (0.2+0.6)/2 and (0.6+1)/2
+    assert log_auc([1, 10, 100], [0.2, 0.6, 1.0]) == pytest.approx((0.4 + 0.8) / 2)
+    # unit of progress does not matter after normalisation
+    assert log_auc([64, 640, 6400], [0.2, 0.6, 1.0]) == pytest.approx(0.6)
+
+
+def test_log_auc_places_zero_half_a_decade_early():
+    # 0 → 10 * 10^-0.5; log widths 0.5 and 1
+    got = log_auc([0, 10, 100], [0.0, 1.0, 1.0])
+    assert ZERO_OFFSET == pytest.approx(10**-0.5)
+    assert got == pytest.approx((0.5 * 0.5 + 1.0 * 1.0) / 1.5)
+
+
+@pytest.mark.parametrize(
+    "progress, accuracy, match",
+    [
+        ([1], [0.5], "at least two"),
+        ([1, 1], [0.5, 0.6], "strictly increasing"),
+        ([1, 2], [0.5, np.nan], "NaN"),
+        ([1, 2, 3], [0.5, 0.6], "equal length"),
+    ],
+)
+def test_log_auc_bad_input(progress, accuracy, match):
+    with pytest.raises(ValueError, match=match):
+        log_auc(progress, accuracy)
+
+
+def test_fisher_interval_values():
+    low, high = fisher_interval(6)
+    assert high == pytest.approx(math.tanh(1.96 / math.sqrt(3)))
+    assert round(high, 1) == 0.8 and low == pytest.approx(-high)
+    assert fisher_interval(72)[1] == pytest.approx(math.tanh(1.96 / math.sqrt(69)))
+    assert all(math.isnan(v) for v in fisher_interval(3))
+
+
+def test_correlate_matches_scipy_and_flags_significance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    y = x + 0.3 * rng.normal(size=30)
+    got = correlate(x, y)
+    rho, p = stats.spearmanr(x, y)
+    assert got["rho"] == pytest.approx(rho) and got["pvalue"] == pytest.approx(p)
+    assert got["significant"] and got["n"] == 30 and got["note"] == ""
+
+
+def test_correlate_degenerate_cases_give_nan_and_reason():
+    assert "constant" in correlate([1, 1, 1, 1, 1], [1, 2, 3, 4, 5])["note"]
+    assert math.isnan(correlate([1, 1, 1, 1, 1], [1, 2, 3, 4, 5])["rho"])
+    few = correlate([1, 2, 3], [3, 2, 1])
+    assert math.isnan(few["rho"]) and "need >= 4" in few["note"]
+    nan_dropped = correlate([1, 2, np.nan, 4, 5], [1, 2, 3, 4, 5])
+    assert nan_dropped["n"] == 4 and nan_dropped["rho"] == pytest.approx(1.0)
+
+
+def _fake_tables():
+    """2 sources × 5 steps × 2 seeds, metric 'good' tracks log-AUC, 'flat' is constant."""
+    rows_m, rows_f = [], []
+    for s_i, source in enumerate(["a", "b"]):
+        for k, step in enumerate(["0", "1b", "3b", "10b", "30b"]):
+            for seed in (0, 1):
+                quality = 0.5 + 0.1 * k + 0.03 * s_i + 0.001 * seed
+                for layer in ("l1", "l2"):
+                    rows_m.append(
+                        dict(
+                            track="cnn",
+                            target="t",
+                            source=source,
+                            seed=seed,
+                            step=step,
+                            layer=layer,
+                            metric="good",
+                            value=quality,
+                        )
+                    )
+                    rows_m.append(
+                        dict(
+                            track="cnn",
+                            target="t",
+                            source=source,
+                            seed=seed,
+                            step=step,
+                            layer=layer,
+                            metric="flat",
+                            value=1.0,
+                        )
+                    )
+                for f_step, samples in (("0", 0), ("1b", 10), ("3b", 30)):
+                    acc = min(1.0, quality * (1 + samples / 30))
+                    rows_f.append(
+                        dict(
+                            target="t",
+                            source=source,
+                            seed=seed,
+                            pretrain_step=step,
+                            finetune_step=f_step,
+                            samples=samples,
+                            test_accuracy=acc,
+                        )
+                    )
+    return pd.DataFrame(rows_m), pd.DataFrame(rows_f)
+
+
+def test_log_auc_table_one_row_per_curve():
+    _, finetune = _fake_tables()
+    table = log_auc_table(finetune)
+    assert len(table) == 2 * 5 * 2
+    assert table["logauc"].between(0, 1).all()
+
+
+def test_spearman_table_groupings():
+    metrics, finetune = _fake_tables()
+    table = spearman_table("cnn", metrics, finetune)
+    good = table[(table.metric == "good") & (table.layer == "l1")]
+    everything = good[good.grouping == "all"].iloc[0]
+    assert everything["n"] == 10 and everything["rho"] == pytest.approx(1.0)
+    assert set(good[good.grouping == "source"]["group"]) == {"a", "b"}
+    assert (good[good.grouping == "source"]["n"] == 5).all()
+    assert set(good[good.grouping == "pretrain_step"]["group"]) == {"0", "1b", "3b", "10b", "30b"}
+    # two sources per checkpoint: too few for a rank correlation → NaN with a note, no crash
+    assert good[good.grouping == "pretrain_step"]["rho"].isna().all()
+    assert set(good[good.grouping == "finetune_step"]["group"]) == {"0", "1b", "3b"}
+    flat = table[(table.metric == "flat") & (table.grouping == "all")]
+    assert flat["rho"].isna().all() and flat["note"].str.contains("constant").all()
+    assert list(table.columns[:12]) == [
+        "track",
+        "target",
+        "layer",
+        "metric",
+        "grouping",
+        "group",
+        "n",
+        "rho",
+        "pvalue",
+        "ci_low",
+        "ci_high",
+        "significant",
+    ]

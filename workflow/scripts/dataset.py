@@ -1,0 +1,15 @@
+"""Rule dataset: obtain a base dataset or derive one (resources/datasets/<name>/data.npz)."""
+
+from pathlib import Path
+
+from transferability.data import prepare_dataset
+from transferability.pipeline import setup_logging
+
+setup_logging(snakemake.log[0])  # noqa: F821
+out = Path(snakemake.output[0])  # noqa: F821
+prepare_dataset(
+    snakemake.wildcards.dataset,  # noqa: F821
+    root=out.parent.parent,
+    seed=snakemake.params.seed,  # noqa: F821
+    allow_download=snakemake.params.allow_download,  # noqa: F821
+)

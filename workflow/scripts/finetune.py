@@ -1,0 +1,15 @@
+"""Rule finetune: fine-tune every checkpoint of one run on one target."""
+
+from transferability.pipeline import finetune, setup_logging
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+finetune(
+    dict(zip(sm.params.steps, sm.input.checkpoints, strict=True)),
+    sm.input.dataset,
+    dict(zip(sm.params.steps, sm.output, strict=True)),
+    target=sm.wildcards.target,
+    seed=int(sm.wildcards.seed),
+    protocol=sm.params.protocol,
+    threads=sm.threads,
+)

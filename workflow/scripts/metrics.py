@@ -1,0 +1,15 @@
+"""Rule metrics: one tidy metric table per checkpoint of one run on one target."""
+
+from transferability.artifacts import write_csv
+from transferability.pipeline import metric_table, setup_logging
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+n_layers = len(sm.params.layers)
+for i, (step, out) in enumerate(zip(sm.params.steps, sm.output, strict=True)):
+    files = sm.input[i * n_layers : (i + 1) * n_layers]
+    table = metric_table(files, sm.params.metrics)
+    table.insert(0, "step", step)
+    for column in ("seed", "source", "target", "track"):
+        table.insert(0, column, sm.wildcards[column])
+    write_csv(table, out)

@@ -1,0 +1,15 @@
+"""Rule pretrain: one pre-training run with checkpoints on the log grid."""
+
+from transferability.pipeline import pretrain, setup_logging
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+pretrain(
+    sm.input[0],
+    dict(zip(sm.params.steps, sm.output.checkpoints, strict=True)),
+    sm.output.history,
+    source=sm.wildcards.source,
+    seed=int(sm.wildcards.seed),
+    protocol=sm.params.protocol,
+    threads=sm.threads,
+)

@@ -1,0 +1,70 @@
+"""The thesis's small CNN (thesis §2.1.1, SPEC §6.1) and access to every named layer in one pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Names of the recorded layers, in forward order. ``input`` is the image itself.
+CNN_LAYERS: tuple[str, ...] = ("input", "conv1", "pool1", "conv2", "pool2", "fc1", "fc2")
+
+#: Layers kept when a pre-trained CNN is fine-tuned on a target (the fc layers are re-initialised).
+CNN_TRANSFERRED_PREFIXES: tuple[str, ...] = ("conv1.", "conv2.")
+
+
+class ThesisCNN(nn.Module):
+    """conv3x3(32) → ReLU → maxpool2 → conv3x3(64) → ReLU → maxpool2 → flatten(1600) →
+    dropout 0.25 → fc 128 → ReLU → dropout 0.5 → fc ``num_classes``.
+
+    ``forward`` returns logits; :meth:`forward_layers` returns every named layer's output
+    (post-ReLU where a ReLU follows; ``fc2`` are the logits).
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.pool = nn.MaxPool2d(2)
+        self.drop1 = nn.Dropout(0.25)
+        self.fc1 = nn.Linear(1600, 128)
+        self.drop2 = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward_layers(self, x: torch.Tensor, layers: tuple[str, ...] | None = None):
+        """All named layer outputs as a dict (only those in ``layers`` when given)."""
+        out: dict[str, torch.Tensor] = {"input": x}
+        out["conv1"] = torch.relu(self.conv1(x))
+        out["pool1"] = self.pool(out["conv1"])
+        out["conv2"] = torch.relu(self.conv2(out["pool1"]))
+        out["pool2"] = self.pool(out["conv2"])
+        out["fc1"] = torch.relu(self.fc1(self.drop1(out["pool2"].flatten(1))))
+        out["fc2"] = self.fc2(self.drop2(out["fc1"]))
+        if layers is None:
+            return out
+        return {name: out[name] for name in layers}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.relu(self.fc1(self.drop1(x.flatten(1))))
+        return self.fc2(self.drop2(x))
+
+
+def build_cnn(num_classes: int, seed: int) -> ThesisCNN:
+    """A fresh CNN whose weights depend only on ``seed`` (and ``num_classes`` for fc2)."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return ThesisCNN(num_classes)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def check_layers(layers: list[str] | tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming unknown layer names and listing the known ones."""
+    unknown = [name for name in layers if name not in CNN_LAYERS]
+    if unknown:
+        raise ValueError(f"unknown CNN layer(s) {unknown}; known layers: {list(CNN_LAYERS)}")

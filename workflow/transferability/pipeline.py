@@ -1,0 +1,350 @@
+"""One function per workflow job: pre-train a run, extract activations, compute metrics,
+fine-tune. Each takes plain paths and settings (no Snakemake objects) so it runs anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from transferability import __version__
+from transferability.artifacts import read_activations, write_activations, write_csv
+from transferability.data import ImageDataset, balanced_subset, load_dataset
+
+log = logging.getLogger(__name__)
+
+#: Seed of the fixed (run-independent) subsets: training subset, evaluation subsets.
+SUBSET_SEED = 0
+
+
+def _limit(labels: np.ndarray, n: int | None, num_classes: int) -> np.ndarray | None:
+    """Indices of a fixed class-balanced subset of about ``n`` samples (None = everything)."""
+    if n is None or n >= len(labels):
+        return None
+    return balanced_subset(labels, per_class=max(1, n // num_classes), seed=SUBSET_SEED)
+
+
+def _splits(dataset: ImageDataset, train_samples: int | None, eval_samples: int | None):
+    from transferability.training import Split
+
+    k = dataset.num_classes
+    train = Split.from_numpy(
+        dataset.train_x, dataset.train_y, _limit(dataset.train_y, train_samples, k)
+    )
+    test = Split.from_numpy(dataset.test_x, dataset.test_y, _limit(dataset.test_y, eval_samples, k))
+    train_eval = Split.from_numpy(
+        dataset.train_x,
+        dataset.train_y,
+        _limit(dataset.train_y, eval_samples or len(dataset.test_y), k),
+    )
+    return train, train_eval, test
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def pretrain(
+    dataset_path: str | Path,
+    checkpoint_paths: Mapping[str, str | Path],
+    history_path: str | Path,
+    *,
+    source: str,
+    seed: int,
+    protocol: Mapping,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Pre-train one run of the thesis CNN on ``dataset_path`` and save a checkpoint at every
+    label in ``checkpoint_paths`` (label → path), plus the history table."""
+    import torch
+
+    from transferability.artifacts import save_checkpoint
+    from transferability.models import build_cnn
+    from transferability.schedule import resolve_checkpoints
+    from transferability.training import derive_seed, evaluate, train_run
+
+    _set_threads(threads)
+    dataset = load_dataset(dataset_path)
+    train, train_eval, test = _splits(
+        dataset, protocol.get("train_samples"), protocol.get("eval_samples")
+    )
+    batch_size = int(protocol["batch_size"])
+    checkpoints = resolve_checkpoints(list(checkpoint_paths), len(train), batch_size)
+    model = build_cnn(dataset.num_classes, seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(protocol["lr"]))
+    rows = []
+
+    def evaluate_fn(m):
+        train_loss, train_acc = evaluate(m, train_eval)
+        test_loss, test_acc = evaluate(m, test)
+        return {
+            "train_eval_loss": train_loss,
+            "train_eval_accuracy": train_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+        }
+
+    def on_checkpoint(record, m):
+        c = record.checkpoint
+        row = {
+            "source": source,
+            "dataset": dataset.name,
+            "seed": seed,
+            "step": c.label,
+            "batches": c.batches,
+            "samples": c.samples,
+            "epochs": c.epochs,
+            "train_loss": record.train_loss,
+            **record.metrics,
+        }
+        rows.append(row)
+        meta = {
+            **row,
+            "num_classes": dataset.num_classes,
+            "batch_size": batch_size,
+            "lr": float(protocol["lr"]),
+            "version": __version__,
+        }
+        save_checkpoint(checkpoint_paths[c.label], m.state_dict(), meta)
+
+    train_run(
+        model,
+        train,
+        checkpoints,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        data_seed=derive_seed(seed, "pretrain-data"),
+        evaluate_fn=evaluate_fn,
+        on_checkpoint=on_checkpoint,
+    )
+    history = pd.DataFrame(rows)
+    write_csv(history, history_path)
+    return history
+
+
+def target_subset(
+    dataset_path: str | Path, out_csv: str | Path, *, per_class: int, seed: int
+) -> pd.DataFrame:
+    """The fixed, class-balanced target test samples fed to every model (SPEC §6.1)."""
+    dataset = load_dataset(dataset_path)
+    index = balanced_subset(dataset.test_y, per_class=per_class, seed=seed)
+    table = pd.DataFrame({"sample_index": index, "label": dataset.test_y[index]})
+    write_csv(table, out_csv)
+    return table
+
+
+def extract(
+    checkpoint_paths: Mapping[str, str | Path],
+    dataset_path: str | Path,
+    subset_csv: str | Path,
+    activation_paths: Mapping[tuple[str, str], str | Path],
+    logits_paths: Mapping[str, str | Path],
+    *,
+    target: str,
+    compression: str | None = "lzf",
+    threads: int = 1,
+) -> None:
+    """Feed the target subset through every checkpoint and store each layer's activations
+    (``activation_paths[(step, layer)]``) and the source head's logits (``logits_paths[step]``)."""
+    import torch
+
+    from transferability.artifacts import load_checkpoint
+    from transferability.models import ThesisCNN
+    from transferability.training import to_input
+
+    _set_threads(threads)
+    dataset = load_dataset(dataset_path)
+    subset = pd.read_csv(subset_csv)
+    index = subset["sample_index"].to_numpy()
+    labels = subset["label"].to_numpy()
+    x = to_input(dataset.test_x[index])
+    layers = tuple(dict.fromkeys(layer for _, layer in activation_paths))
+    for step, checkpoint_path in checkpoint_paths.items():
+        state, meta = load_checkpoint(checkpoint_path)
+        model = ThesisCNN(int(meta["num_classes"]))
+        model.load_state_dict(state)
+        model.eval()
+        with torch.inference_mode():
+            outputs = model.forward_layers(x, tuple(set(layers) | {"fc2"}))
+        attrs = {
+            "model": str(checkpoint_path),
+            "source": meta["source"],
+            "seed": meta["seed"],
+            "step": step,
+            "target": target,
+            "version": __version__,
+        }
+        for layer in layers:
+            write_activations(
+                activation_paths[(step, layer)],
+                outputs[layer].numpy(),
+                labels,
+                index,
+                {**attrs, "layer": layer},
+                compression=compression,
+            )
+        write_activations(
+            logits_paths[step],
+            outputs["fc2"].numpy(),
+            labels,
+            index,
+            {**attrs, "layer": "logits"},
+            compression=None,
+        )
+        log.info(
+            "extracted %s step %s: %d samples, layers %s", meta["source"], step, len(index), layers
+        )
+
+
+def metric_table(activation_files: Sequence[str | Path], metrics: Sequence[str]) -> pd.DataFrame:
+    """Tidy rows (layer, metric, value, note) for each activation file and metric.
+
+    A metric that cannot be computed on degenerate activations (e.g. constant features) is NaN
+    with the reason in ``note``; the rest of the table is still filled (SPEC §10).
+    """
+    import warnings
+
+    from transferability.metrics import compute_metrics
+
+    rows = []
+    for path in activation_files:
+        features, labels, attrs = read_activations(path)
+        for name in metrics:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    value, note = compute_metrics(features, labels, [name])[name], ""
+                except ValueError as err:
+                    value, note = math.nan, str(err)
+            if caught and not note:
+                note = "; ".join(str(w.message) for w in caught)
+            rows.append({"layer": attrs["layer"], "metric": name, "value": value, "note": note})
+    return pd.DataFrame(rows, columns=["layer", "metric", "value", "note"])
+
+
+def finetune(
+    checkpoint_paths: Mapping[str, str | Path],
+    dataset_path: str | Path,
+    curve_paths: Mapping[str, str | Path],
+    *,
+    target: str,
+    seed: int,
+    protocol: Mapping,
+    threads: int = 1,
+) -> None:
+    """Fine-tune every pre-training checkpoint on the target (conv layers transferred, fc
+    re-initialised, all weights trained) and write one accuracy curve per checkpoint.
+
+    Head initialisation and batch order depend only on (seed, target), so every source and
+    checkpoint of a seed is fine-tuned from the same head with the same data order: differences
+    between curves come from the transferred weights alone.
+    """
+    import torch
+
+    from transferability.artifacts import load_checkpoint
+    from transferability.schedule import resolve_checkpoints
+    from transferability.training import derive_seed, evaluate, train_run, transfer_cnn
+
+    _set_threads(threads)
+    dataset = load_dataset(dataset_path)
+    train, _, test = _splits(dataset, protocol.get("train_samples"), protocol.get("eval_samples"))
+    batch_size = int(protocol["batch_size"])
+    checkpoints = resolve_checkpoints(list(protocol["checkpoints"]), len(train), batch_size)
+    for step, checkpoint_path in checkpoint_paths.items():
+        state, meta = load_checkpoint(checkpoint_path)
+        model = transfer_cnn(state, dataset.num_classes, derive_seed(seed, target, "head"))
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(protocol["lr"]))
+        rows = []
+
+        def on_checkpoint(record, _model, rows=rows):
+            c = record.checkpoint
+            rows.append(
+                {
+                    "finetune_step": c.label,
+                    "batches": c.batches,
+                    "samples": c.samples,
+                    "epochs": c.epochs,
+                    "train_loss": record.train_loss,
+                    **record.metrics,
+                }
+            )
+
+        def evaluate_fn(m):
+            loss, acc = evaluate(m, test)
+            return {"test_loss": loss, "test_accuracy": acc}
+
+        train_run(
+            model,
+            train,
+            checkpoints,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            data_seed=derive_seed(seed, target, "finetune-data"),
+            evaluate_fn=evaluate_fn,
+            on_checkpoint=on_checkpoint,
+        )
+        curve = pd.DataFrame(rows)
+        curve.insert(0, "pretrain_step", step)
+        curve.insert(0, "seed", seed)
+        curve.insert(0, "source", meta["source"])
+        curve.insert(0, "target", target)
+        write_csv(curve, curve_paths[step])
+        log.info(
+            "fine-tuned %s step %s on %s: final accuracy %.4f",
+            meta["source"],
+            step,
+            target,
+            rows[-1]["test_accuracy"],
+        )
+
+
+def setup_logging(log_path: str | Path | None) -> None:
+    """Send this job's log records (and warnings) to its Snakemake ``log:`` file."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_path, mode="w")]
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.captureWarnings(True)
+
+
+def _concat(paths: Sequence[str | Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(p, keep_default_na=True) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build_tables(
+    track: str,
+    history_files: Sequence[str | Path],
+    metric_files: Sequence[str | Path],
+    finetune_files: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+) -> dict[str, pd.DataFrame]:
+    """The track's tidy tables: pretrain, metrics, finetune, logauc, spearman."""
+    from transferability.analysis import log_auc_table, spearman_table
+
+    tables = {
+        "pretrain": _concat(history_files),
+        "metrics": _concat(metric_files),
+        "finetune": _concat(finetune_files),
+    }
+    tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
+    tables["logauc"] = log_auc_table(tables["finetune"])
+    tables["spearman"] = spearman_table(track, tables["metrics"], tables["finetune"])
+    for name, frame in tables.items():
+        write_csv(frame, outputs[name])
+    log.info("tables: %s", {k: len(v) for k, v in tables.items()})
+    return tables

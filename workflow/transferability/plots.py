@@ -1,0 +1,186 @@
+"""Figures drawn from the tidy tables only (never from raw activations), PNG + PDF."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+
+from transferability.analysis import ZERO_OFFSET  # noqa: E402
+from transferability.artifacts import atomic_path  # noqa: E402
+from transferability.models import CNN_LAYERS  # noqa: E402
+from transferability.schedule import sort_labels  # noqa: E402
+
+
+def log_position(progress: pd.Series) -> pd.Series:
+    """Progress with 0 moved to the log-AUC convention's place (first non-zero × 10^-0.5)."""
+    positive = progress[progress > 0]
+    zero_at = positive.min() * ZERO_OFFSET if len(positive) else 1.0
+    return progress.where(progress > 0, zero_at)
+
+
+def _layer_order(layers) -> list[str]:
+    known = [layer for layer in CNN_LAYERS if layer in set(layers)]
+    return known + sorted(set(layers) - set(known))
+
+
+def _source_palette(sources) -> dict[str, tuple]:
+    return dict(zip(sources, sns.color_palette("tab10", len(sources)), strict=False))
+
+
+def pretrain_accuracy(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Test accuracy over pre-training (log epochs), mean ± 2 std over seeds, per source."""
+    history = tables["pretrain"].copy()
+    history["epochs (log)"] = log_position(history["epochs"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(
+        data=history,
+        x="epochs (log)",
+        y="test_accuracy",
+        hue="source",
+        errorbar=("sd", 2),
+        marker="o",
+        ax=ax,
+    )
+    ax.set(
+        xscale="log",
+        xlabel="pre-training epochs (0 drawn at the left end)",
+        ylabel="test accuracy",
+        title="Pre-training accuracy per source",
+    )
+    ax.legend(title="source", fontsize="small")
+    return fig
+
+
+def metrics_per_layer(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Each metric per layer and target at the last pre-training checkpoint, mean ± 2 std over
+    seeds, one line per source."""
+    metrics = tables["metrics"]
+    last = sort_labels(metrics["step"].astype(str).unique().tolist())[-1]
+    data = metrics[metrics["step"].astype(str) == last]
+    order = _layer_order(data["layer"].unique())
+    grid = sns.relplot(
+        data=data,
+        x="layer",
+        y="value",
+        hue="source",
+        row="target",
+        col="metric",
+        kind="line",
+        errorbar=("sd", 2),
+        marker="o",
+        height=2.8,
+        aspect=1.3,
+        facet_kws={"sharey": False},
+        palette=_source_palette(sorted(data["source"].unique())),
+    )
+    for ax in grid.axes.flat:
+        ax.set_xticks(range(len(order)), order, rotation=45)
+    grid.figure.suptitle(f"Metrics per layer at pre-training checkpoint {last}", y=1.02)
+    return grid.figure
+
+
+def finetune_curves(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Fine-tuning accuracy (mean over seeds) over log samples: colour = source, lightness =
+    pre-training checkpoint (light = early)."""
+    data = tables["finetune"].copy()
+    data["x"] = log_position(data["samples"].astype(float))
+    mean = data.groupby(["target", "source", "pretrain_step", "x"], as_index=False)[
+        "test_accuracy"
+    ].mean()
+    targets = sorted(mean["target"].unique())
+    sources = sorted(mean["source"].unique())
+    palette = _source_palette(sources)
+    steps = sort_labels(mean["pretrain_step"].astype(str).unique().tolist())
+    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.5), squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=True):
+        for source in sources:
+            base = np.array(to_rgb(palette[source]))
+            for i, step in enumerate(steps):
+                curve = mean[
+                    (mean["target"] == target)
+                    & (mean["source"] == source)
+                    & (mean["pretrain_step"].astype(str) == step)
+                ]
+                shade = 0.75 * (1 - (i + 1) / len(steps))  # later checkpoints darker
+                ax.plot(
+                    curve["x"],
+                    curve["test_accuracy"],
+                    color=base + (1 - base) * shade,
+                    lw=1.2,
+                    label=source if i == len(steps) - 1 else None,
+                )
+        ax.set(
+            xscale="log",
+            title=f"target {target}",
+            xlabel="fine-tuning samples seen (log)",
+            ylabel="test accuracy",
+        )
+    axes[0][-1].legend(title="source (dark = late checkpoint)", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def spearman(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Spearman ρ (all models, metric vs log-AUC) per layer with the Fisher 95 % band for ρ = 0;
+    filled markers are significant."""
+    data = tables["spearman"]
+    data = data[data["grouping"] == "all"]
+    targets = sorted(data["target"].unique())
+    metric_names = list(dict.fromkeys(data["metric"]))
+    fig, axes = plt.subplots(
+        len(targets),
+        len(metric_names),
+        squeeze=False,
+        sharey=True,
+        figsize=(3.6 * len(metric_names), 3.2 * len(targets)),
+    )
+    for r, target in enumerate(targets):
+        for c, metric in enumerate(metric_names):
+            ax = axes[r][c]
+            part = data[(data["target"] == target) & (data["metric"] == metric)]
+            part = part.set_index("layer").reindex(_layer_order(part["layer"].unique()))
+            x = np.arange(len(part))
+            ax.fill_between(x, part["ci_low"], part["ci_high"], color="0.85", label="Fisher 95 %")
+            ax.plot(x, part["rho"], color="C0", lw=1.5)
+            sig = part["significant"].astype(bool).to_numpy()
+            ax.scatter(x[sig], part["rho"][sig], color="C0", zorder=3, label="significant")
+            ax.scatter(x[~sig], part["rho"][~sig], facecolor="white", edgecolor="C0", zorder=3)
+            ax.axhline(0, color="0.5", lw=0.8)
+            ax.set_xticks(x, part.index, rotation=45)
+            ax.set(ylim=(-1.05, 1.05), title=f"{target}: {metric}", ylabel="Spearman ρ")
+    axes[0][0].legend(fontsize="small", loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame]], plt.Figure]] = {
+    "pretrain_accuracy": pretrain_accuracy,
+    "metrics_per_layer": metrics_per_layer,
+    "finetune_curves": finetune_curves,
+    "spearman": spearman,
+}
+
+
+def draw_figure(
+    name: str, table_paths: Mapping[str, str | os.PathLike], *outputs: str | Path
+) -> None:
+    """Draw figure ``name`` from CSV tables and save it to each output (format from suffix)."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    tables = {key: pd.read_csv(path) for key, path in table_paths.items()}
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig = FIGURES[name](tables)
+    for out in outputs:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(out).suffix[1:])
+    plt.close(fig)
