@@ -8,6 +8,8 @@ rule tables:
         **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
     log:
         "results/{track}/logs/tables.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -26,6 +28,8 @@ rule figure:
         "results/{track}/logs/figures/{figure}.log",
     wildcard_constraints:
         figure="|".join(FIGURES),
+    conda:
+        "../envs/transferability.yaml"
     threads: 1
     resources:
         mem_mb=2000,

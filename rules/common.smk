@@ -91,6 +91,14 @@ def per_model_files(track, pattern):
     ]
 
 
+def activation_outputs(track):
+    return [
+        f"results/{{track}}/activations/{{target}}/{{source}}/seed{{seed}}/step{step}/{layer}.h5"
+        for step in steps(track, "pretrain")
+        for layer in track_cfg(track)["layers"]
+    ]
+
+
 def history_files(track):
     return [f"{run_dir(track, s, seed)}/history.csv" for s, seed in models(track)]
 
@@ -111,8 +119,21 @@ FIGURES = ["pretrain_accuracy", "metrics_per_layer", "finetune_curves", "spearma
 TABLES = ["pretrain", "metrics", "finetune", "logauc", "spearman"]
 
 
-def all_outputs():
+def activation_files(track):
+    """Activation files are final targets (unless temporary), so a deleted one is recomputed."""
+    if config["temp_activations"]:
+        return []
     return [
+        f"{activation_dir(track, target, source, seed, step)}/{layer}.h5"
+        for target in track_cfg(track)["targets"]
+        for source, seed in models(track)
+        for step in steps(track, "pretrain")
+        for layer in track_cfg(track)["layers"] + ["logits"]
+    ]
+
+
+def all_outputs():
+    return [f for track in TRACKS for f in activation_files(track)] + [
         f"results/{track}/{kind}/{name}.{ext}"
         for track in TRACKS
         for kind, names, exts in (

@@ -6,6 +6,8 @@ rule dataset:
         f"{DATA_DIR}/{{dataset}}/data.npz",
     log:
         "results/logs/dataset/{dataset}.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -24,6 +26,8 @@ rule target_subset:
         "results/{track}/subsets/{target}.csv",
     log:
         "results/{track}/logs/subset/{target}.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,11 +1,3 @@
-def activation_outputs(track):
-    return [
-        f"results/{{track}}/activations/{{target}}/{{source}}/seed{{seed}}/step{step}/{layer}.h5"
-        for step in steps(track, "pretrain")
-        for layer in track_cfg(track)["layers"]
-    ]
-
-
 rule extract:
     """All checkpoints of one run on one target: every layer's activations and the logits."""
     input:
@@ -24,6 +16,8 @@ rule extract:
         ],
     log:
         "results/{track}/logs/extract/{target}/{source}/seed{seed}.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
         mem_mb=4000,

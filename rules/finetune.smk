@@ -10,6 +10,8 @@ rule finetune:
         ],
     log:
         "results/{track}/logs/finetune/{target}/{source}/seed{seed}.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
         mem_mb=4000,

@@ -9,6 +9,8 @@ rule metrics:
         ],
     log:
         "results/{track}/logs/metrics/{target}/{source}/seed{seed}.log",
+    conda:
+        "../envs/transferability.yaml"
     threads: 1
     resources:
         mem_mb=4000,

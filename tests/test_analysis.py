@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+
 from transferability.analysis import (
     ZERO_OFFSET,
     correlate,

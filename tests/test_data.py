@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from transferability import data
 from transferability.data import (
     BASE_DATASETS,

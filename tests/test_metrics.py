@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist, squareform
+
 from transferability import metrics as M
 from transferability.metrics import (
     METRICS,

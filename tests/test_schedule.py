@@ -1,4 +1,5 @@
 import pytest
+
 from transferability.schedule import (
     THESIS_CHECKPOINTS,
     parse_label,

@@ -1,0 +1,193 @@
+"""The tiny configuration end to end through Snakemake (a subprocess), then incremental
+re-planning and bad input. Needs the converted MNIST/FashionMNIST that `make test` obtains."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO / "resources" / "datasets"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+AGGREGATES = {"tables", "figure", "all"}
+
+
+def tiny_config(**changes) -> dict:
+    config = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())
+    config["data_dir"] = str(DATA_DIR)
+    for key, value in changes.items():
+        config["tracks"]["cnn"][key] = value
+    return config
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def planned_jobs(workdir: Path, config: dict) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry-run plans."""
+    out = snakemake(workdir, config, "-n").stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if match:
+            wildcards = re.search(r"wildcards: (.*)", block)
+            pairs = [kv.split("=", 1) for kv in wildcards.group(1).split(", ")] if wildcards else []
+            jobs.append((match.group(1), dict(pairs)))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    for name in ("mnist", "fashion_mnist"):
+        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, tiny_config(), "--cores", "2")
+    return workdir
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the completed run (with Snakemake's metadata) for destructive tests."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy, symlinks=True)
+    return copy
+
+
+def test_tiny_run_tables(tiny_run):
+    tables = tiny_run / "results" / "cnn" / "tables"
+    spearman = pd.read_csv(tables / "spearman.csv")
+    assert list(spearman.columns[:12]) == ["track", "target", "layer", "metric", "grouping",
+                                           "group", "n", "rho", "pvalue", "ci_low", "ci_high",
+                                           "significant"]  # fmt: skip
+    assert set(spearman["grouping"]) == {"all", "source", "pretrain_step", "finetune_step"}
+    pool2 = spearman[(spearman.layer == "pool2") & (spearman.grouping == "all")]
+    assert set(pool2["target"]) == {"mnist", "fashion_mnist"}
+    assert set(pool2["metric"]) == {"id", "ss", "rsa"}
+    assert np.isfinite(pool2["rho"]).all() and (pool2["n"] == 6).all()
+
+    metrics = pd.read_csv(tables / "metrics.csv")
+    assert len(metrics) == 2 * 2 * 3 * 4 * 3  # targets × sources × steps × layers × metrics
+    trained = metrics[metrics.layer != "input"]
+    assert np.isfinite(trained["value"]).all()
+
+    logauc = pd.read_csv(tables / "logauc.csv")
+    assert len(logauc) == 2 * 2 * 3 and logauc["logauc"].between(0, 1).all()
+    finetune = pd.read_csv(tables / "finetune.csv")
+    assert set(finetune["finetune_step"].astype(str)) == {"0", "2b", "5b"}
+    pretrain = pd.read_csv(tables / "pretrain.csv")
+    assert len(pretrain) == 2 * 3 and pretrain["test_accuracy"].between(0, 1).all()
+    for name in ("pretrain_accuracy", "metrics_per_layer", "finetune_curves", "spearman"):
+        png = tiny_run / "results" / "cnn" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_activation_file_layout(tiny_run):
+    import h5py
+
+    path = tiny_run / "results/cnn/activations/mnist/fashion_mnist/seed0/step10b/pool2.h5"
+    with h5py.File(path) as f:
+        assert f["activations"].shape == (100, 1600) and f["activations"].dtype == np.float32
+        assert f["activations"].compression == "lzf" and f["activations"].chunks is not None
+        assert list(f["layer_shape"][()] if "layer_shape" in f else f.attrs["layer_shape"]) == [
+            64,
+            5,
+            5,
+        ]
+        assert (np.bincount(f["labels"][...]) == 10).all()
+        assert f.attrs["source"] == "fashion_mnist" and f.attrs["target"] == "mnist"
+        assert f.attrs["step"] == "10b" and f.attrs["layer"] == "pool2"
+        index = f["sample_index"][...]
+    # every model sees the same target samples
+    other = tiny_run / "results/cnn/activations/mnist/mnist/seed0/step0/conv1.h5"
+    with h5py.File(other) as f:
+        assert np.array_equal(f["sample_index"][...], index)
+
+
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    assert planned_jobs(tiny_run, tiny_config()) == []
+
+
+def test_adding_a_source_plans_only_its_jobs(tiny_run):
+    config = tiny_config()
+    config["tracks"]["cnn"]["sources"]["mnist_split1"] = {"batch_size": 16}
+    jobs = planned_jobs(tiny_run, config)
+    own = [(rule, wc) for rule, wc in jobs if rule not in AGGREGATES]
+    assert own, "adding a source must plan its jobs"
+    for rule, wc in own:
+        assert wc.get("source", wc.get("dataset")) == "mnist_split1", (rule, wc)
+    rules = sorted(rule for rule, _ in own)
+    assert rules.count("pretrain") == 1
+    assert rules.count("extract") == rules.count("metrics") == rules.count("finetune") == 2
+    assert {rule for rule, _ in jobs} - {r for r, _ in own} <= AGGREGATES
+
+
+def test_deleting_an_activation_file_replans_producer_and_dependants(tiny_copy):
+    path = tiny_copy / "results/cnn/activations/fashion_mnist/mnist/seed0/step3b/pool2.h5"
+    path.unlink()
+    jobs = planned_jobs(tiny_copy, tiny_config())
+    run = {"track": "cnn", "target": "fashion_mnist", "source": "mnist", "seed": "0"}
+    producers = sorted((rule, wc) for rule, wc in jobs if rule not in AGGREGATES)
+    assert producers == sorted([("extract", run), ("metrics", run)])
+    assert sorted(rule for rule, _ in jobs if rule in AGGREGATES) == ["all"] + ["figure"] * 4 + [
+        "tables"
+    ]
+
+
+def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
+    checkpoint = tiny_copy / "results/cnn/checkpoints/mnist/seed0/step3b.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    (tiny_copy / "results/cnn/activations/mnist/mnist/seed0/step0/fc1.h5").unlink()
+    kept = tiny_copy / "results/cnn/tables/spearman.csv"
+    before = kept.read_bytes()
+    result = snakemake(tiny_copy, tiny_config(), "--cores", "1", check=False)
+    assert result.returncode != 0
+    log = (tiny_copy / "results/cnn/logs/extract/mnist/mnist/seed0.log").read_text()
+    output = result.stdout + result.stderr + log
+    assert "cannot read checkpoint" in output and "step3b.pt" in output
+    assert kept.read_bytes() == before  # nothing already computed is lost
+    assert (tiny_copy / "results/cnn/checkpoints/mnist/seed0/step10b.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"seedz": [0]}, "'seedz' was unexpected"),
+        ({"seeds": "two"}, "['tracks']['cnn']['seeds']"),
+        ({"layers": ["pool9"]}, "tracks.cnn.layers: unknown layer(s) ['pool9']"),
+        ({"metrics": ["idd"]}, "tracks.cnn.metrics: unknown metric(s) ['idd']"),
+        ({"sources": {"mnist": {"dataset": "mnist_typo"}}}, "known datasets: ['mnist'"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, expected):
+    result = snakemake(tmp_path, tiny_config(**change), "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_config_plans_the_full_thesis_grid(tmp_path):
+    """config/paper.yaml: 6 sources × 10 seeds pre-trained, every run extracted and fine-tuned
+    on both targets (its 12 checkpoints inside each job)."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["data_dir"] = str(DATA_DIR)
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert counts["pretrain"] == "60"
+    assert counts["extract"] == counts["finetune"] == counts["metrics"] == "120"
+    track = config["tracks"]["cnn"]
+    assert len(track["pretrain"]["checkpoints"]) == len(track["finetune"]["checkpoints"]) == 12
