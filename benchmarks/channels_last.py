@@ -2,7 +2,7 @@
 side by side in one process, on in-memory tensors (batch 64, Adam). Also forward-only evaluation
 at batch 250. Writes benchmarks/results/channels_last-<device>.md and prints it.
 
-    .venv/bin/python benchmarks/channels_last.py [--threads 1] [--samples 6400]
+    .venv/bin/python benchmarks/channels_last.py [--threads 1 2] [--samples 6400]
 """
 
 from __future__ import annotations
@@ -61,22 +61,26 @@ def eval_rate(channels_last: bool, samples: int, device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--samples", type=int, default=6400)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    for kind, fn in (("train step, batch 64", train_rate), ("evaluation, batch 250", eval_rate)):
-        nchw = fn(False, args.samples, device)
-        cl = fn(True, args.samples, device)
-        rows.append(f"| {kind} | {nchw:,.0f} | {cl:,.0f} | {cl / nchw:.2f}× |")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for kind, fn in (
+            ("train step, batch 64", train_rate),
+            ("evaluation, batch 250", eval_rate),
+        ):
+            nchw = fn(False, args.samples, device)
+            cl = fn(True, args.samples, device)
+            rows.append(f"| {kind} | {threads} | {nchw:,.0f} | {cl:,.0f} | {cl / nchw:.2f}× |")
     table = "\n".join([
         f"Thesis CNN on {device} ({platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {args.threads} thread(s), {args.samples} samples)",
+        f"torch {torch.__version__}, {args.samples} samples)",
         "",
-        "| what | NCHW samples/s | channels_last samples/s | ratio |",
-        "|---|---|---|---|",
+        "| what | threads | NCHW samples/s | channels_last samples/s | ratio |",
+        "|---|---|---|---|---|",
         *rows,
     ])  # fmt: skip
     out = Path(__file__).parent / "results" / f"channels_last-{device}.md"

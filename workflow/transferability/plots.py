@@ -41,12 +41,15 @@ def pretrain_accuracy(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """Test accuracy over pre-training (log epochs), mean ± 2 std over seeds, per source."""
     history = tables["pretrain"].copy()
     history["epochs (log)"] = log_position(history["epochs"])
+    sources = sorted(history["source"].unique())
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(
         data=history,
         x="epochs (log)",
         y="test_accuracy",
         hue="source",
+        hue_order=sources,
+        palette=_source_palette(sources),
         errorbar=("sd", 2),
         marker="o",
         ax=ax,
@@ -66,25 +69,18 @@ def metrics_per_layer(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     seeds, one line per source."""
     metrics = tables["metrics"]
     last = sort_labels(metrics["step"].astype(str).unique().tolist())[-1]
-    data = metrics[metrics["step"].astype(str) == last]
+    data = metrics[metrics["step"].astype(str) == last].copy()
     order = _layer_order(data["layer"].unique())
+    data["layer_position"] = data["layer"].map({layer: i for i, layer in enumerate(order)})
+    sources = sorted(data["source"].unique())
     grid = sns.relplot(
-        data=data,
-        x="layer",
-        y="value",
-        hue="source",
-        row="target",
-        col="metric",
-        kind="line",
-        errorbar=("sd", 2),
-        marker="o",
-        height=2.8,
-        aspect=1.3,
-        facet_kws={"sharey": False},
-        palette=_source_palette(sorted(data["source"].unique())),
-    )
+        data=data, x="layer_position", y="value", hue="source", row="target", col="metric",
+        kind="line", errorbar=("sd", 2), marker="o", height=2.8, aspect=1.3,
+        facet_kws={"sharey": False}, palette=_source_palette(sources), hue_order=sources,
+    )  # fmt: skip
     for ax in grid.axes.flat:
         ax.set_xticks(range(len(order)), order, rotation=45)
+    grid.set_axis_labels("layer", "value")
     grid.figure.suptitle(f"Metrics per layer at pre-training checkpoint {last}", y=1.02)
     return grid.figure
 
