@@ -6,6 +6,8 @@ rule tables:
         finetune=lambda wc: finetune_files(wc.track),
     output:
         **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+    params:
+        metrics=lambda wc: track_cfg(wc.track)["metrics"],
     log:
         "results/{track}/logs/tables.log",
     conda:

@@ -115,8 +115,8 @@ def finetune_files(track):
     )
 
 
-FIGURES = ["pretrain_accuracy", "metrics_per_layer", "finetune_curves", "spearman"]
-TABLES = ["pretrain", "metrics", "finetune", "logauc", "spearman"]
+FIGURES = ["pretrain_accuracy", "metrics_per_layer", "finetune_curves", "correlations"]
+TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
 
 
 def activation_files(track):

@@ -1,7 +1,8 @@
 rule metrics:
     """Metric tables of one run on one target, one CSV per pre-training checkpoint."""
     input:
-        rules.extract.output.activations,
+        activations=rules.extract.output.activations,
+        logits=rules.extract.output.logits,
     output:
         [
             f"results/{{track}}/metrics/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"

@@ -11,7 +11,8 @@ from transferability.analysis import (
     fisher_interval,
     log_auc,
     log_auc_table,
-    spearman_table,
+    aggregate_metrics,
+    correlation_table,
 )
 
 
@@ -129,9 +130,9 @@ def test_log_auc_table_one_row_per_curve():
     assert table["logauc"].between(0, 1).all()
 
 
-def test_spearman_table_groupings():
+def test_correlation_table_groupings():
     metrics, finetune = _fake_tables()
-    table = spearman_table("cnn", metrics, finetune)
+    table = correlation_table("cnn", metrics, finetune, {"good": True, "flat": False})
     good = table[(table.metric == "good") & (table.layer == "l1")]
     everything = good[good.grouping == "all"].iloc[0]
     assert everything["n"] == 10 and everything["rho"] == pytest.approx(1.0)
@@ -143,6 +144,7 @@ def test_spearman_table_groupings():
     assert set(good[good.grouping == "finetune_step"]["group"]) == {"0", "1b", "3b"}
     flat = table[(table.metric == "flat") & (table.grouping == "all")]
     assert flat["rho"].isna().all() and flat["note"].str.contains("constant").all()
+    assert (good["rho_oriented"].dropna() == good["rho"].dropna()).all()
     assert list(table.columns[:12]) == [
         "track",
         "target",
@@ -157,3 +159,33 @@ def test_spearman_table_groupings():
         "ci_high",
         "significant",
     ]
+
+
+def test_correlate_literature_measures():
+    truth = np.array([0.9, 0.7, 0.8, 0.5, 0.6])
+    metric = np.array([5.0, 3.0, 4.0, 1.0, 2.0])  # ranks the models exactly like the truth
+    up = correlate(metric, truth, higher_is_better=True)
+    assert up["rho"] == pytest.approx(1.0) and up["rho_oriented"] == pytest.approx(1.0)
+    assert up["kendall_tau"] == pytest.approx(1.0) and up["weighted_tau"] == pytest.approx(1.0)
+    assert up["pearson"] == pytest.approx(stats.pearsonr(metric, truth).statistic)
+    assert up["top1_regret"] == 0.0
+    # a lower-is-better metric with the same numbers ranks the models backwards
+    down = correlate(metric, truth, higher_is_better=False)
+    assert down["rho"] == pytest.approx(1.0) and down["rho_oriented"] == pytest.approx(-1.0)
+    assert down["weighted_tau"] == pytest.approx(stats.weightedtau(-metric, truth).statistic)
+    assert down["top1_regret"] == pytest.approx(1 - 0.5 / 0.9)  # picks the worst model
+    noisy = np.array([4.0, 5.0, 3.0, 1.0, 2.0])  # top pick is the 0.7 model
+    got = correlate(noisy, truth)
+    assert got["top1_regret"] == pytest.approx(1 - 0.7 / 0.9)
+    assert got["kendall_tau"] == pytest.approx(stats.kendalltau(noisy, truth).statistic)
+
+
+def test_aggregate_c56_scales_over_models():
+    rows = []
+    for source, s5, s6 in (("a", 0.2, 1.0), ("b", 0.5, 3.0), ("c", 0.8, 5.0)):
+        for metric, value in (("s5", s5), ("s6", s6)):
+            rows.append(dict(track="cnn", target="t", source=source, seed=0, step="1b",
+                             layer="l", metric=metric, value=value, note=""))  # fmt: skip
+    out = aggregate_metrics(pd.DataFrame(rows), ["c56"]).set_index("source")["value"]
+    assert out["a"] == pytest.approx(1.0) and out["c"] == pytest.approx(-1.0)
+    assert out["b"] == pytest.approx(0.0)

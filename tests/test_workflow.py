@@ -70,7 +70,7 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
 
 def test_tiny_run_tables(tiny_run):
     tables = tiny_run / "results" / "cnn" / "tables"
-    spearman = pd.read_csv(tables / "spearman.csv")
+    spearman = pd.read_csv(tables / "correlations.csv")
     assert list(spearman.columns[:12]) == ["track", "target", "layer", "metric", "grouping",
                                            "group", "n", "rho", "pvalue", "ci_low", "ci_high",
                                            "significant"]  # fmt: skip
@@ -91,7 +91,7 @@ def test_tiny_run_tables(tiny_run):
     assert set(finetune["finetune_step"].astype(str)) == {"0", "2b", "5b"}
     pretrain = pd.read_csv(tables / "pretrain.csv")
     assert len(pretrain) == 2 * 3 and pretrain["test_accuracy"].between(0, 1).all()
-    for name in ("pretrain_accuracy", "metrics_per_layer", "finetune_curves", "spearman"):
+    for name in ("pretrain_accuracy", "metrics_per_layer", "finetune_curves", "correlations"):
         png = tiny_run / "results" / "cnn" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -152,7 +152,7 @@ def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
     checkpoint = tiny_copy / "results/cnn/checkpoints/mnist/seed0/step3b.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     (tiny_copy / "results/cnn/activations/mnist/mnist/seed0/step0/fc1.h5").unlink()
-    kept = tiny_copy / "results/cnn/tables/spearman.csv"
+    kept = tiny_copy / "results/cnn/tables/correlations.csv"
     before = kept.read_bytes()
     result = snakemake(tiny_copy, tiny_config(), "--cores", "1", check=False)
     assert result.returncode != 0

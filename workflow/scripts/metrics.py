@@ -7,8 +7,8 @@ sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 n_layers = len(sm.params.layers)
 for i, (step, out) in enumerate(zip(sm.params.steps, sm.output, strict=True)):
-    files = sm.input[i * n_layers : (i + 1) * n_layers]
-    table = metric_table(files, sm.params.metrics)
+    layer_files = sm.input.activations[i * n_layers : (i + 1) * n_layers]
+    table = metric_table(layer_files, sm.params.metrics, sm.input.logits[i])
     table.insert(0, "step", step)
     for column in ("seed", "source", "target", "track"):
         table.insert(0, column, sm.wildcards[column])

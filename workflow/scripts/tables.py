@@ -1,4 +1,4 @@
-"""Rule tables: concatenate per-run CSVs and compute log-AUC and Spearman tables."""
+"""Rule tables: concatenate per-run CSVs, add aggregate metrics, log-AUC and correlations."""
 
 from transferability.pipeline import build_tables, setup_logging
 
@@ -10,4 +10,5 @@ build_tables(
     sm.input.metrics,
     sm.input.finetune,
     dict(sm.output.items()),
+    metrics=sm.params.metrics,
 )

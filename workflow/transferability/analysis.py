@@ -22,21 +22,9 @@ from scipy import stats
 #: Position of checkpoint 0 relative to the first non-zero checkpoint (one half-decade step).
 ZERO_OFFSET = 10**-0.5
 
-SPEARMAN_COLUMNS = [
-    "track",
-    "target",
-    "layer",
-    "metric",
-    "grouping",
-    "group",
-    "n",
-    "rho",
-    "pvalue",
-    "ci_low",
-    "ci_high",
-    "significant",
-    "note",
-]
+CORRELATION_COLUMNS = ["track", "target", "layer", "metric", "grouping", "group", "n", "rho",
+                       "pvalue", "ci_low", "ci_high", "significant", "rho_oriented",
+                       "kendall_tau", "weighted_tau", "pearson", "top1_regret", "note"]  # fmt: skip
 GROUPINGS = ("all", "source", "pretrain_step", "finetune_step")
 
 
@@ -76,12 +64,21 @@ def fisher_interval(n: int, rho0: float = 0.0, z: float = 1.96) -> tuple[float, 
     return math.tanh(centre - delta), math.tanh(centre + delta)
 
 
-def correlate(metric: Sequence[float], truth: Sequence[float]) -> dict:
-    """Spearman ρ of metric against ground truth with p-value and the Fisher band for ρ = 0.
+def correlate(
+    metric: Sequence[float], truth: Sequence[float], higher_is_better: bool = True
+) -> dict:
+    """How well one metric ranks models by their ground truth (transfer performance).
+
+    Returns Spearman ``rho`` with its ``pvalue`` and the Fisher band ``ci_low``/``ci_high`` for
+    ρ = 0; ``significant`` means |ρ| lies outside that band (the thesis's criterion, Figures
+    3.21–3.32). Also ``kendall_tau``, ``pearson`` (raw signs, like ``rho``) and, with the metric's
+    direction applied (negated when lower is better): ``rho_oriented`` (positive = the metric
+    ranks well), ``weighted_tau`` (``scipy.stats.weightedtau(oriented metric, truth)``, defaults:
+    hyperbolic weights emphasising the top) and ``top1_regret`` = 1 − truth of the metric's
+    top-ranked model / best truth.
 
     Undefined cases give NaN and a ``note`` instead of an exception: fewer than 4 finite pairs,
-    or a constant column. ``significant`` means |ρ| lies outside the Fisher band (the thesis's
-    criterion in Figures 3.21–3.32).
+    or a constant column.
     """
     x = np.asarray(metric, dtype=np.float64)
     y = np.asarray(truth, dtype=np.float64)
@@ -89,26 +86,32 @@ def correlate(metric: Sequence[float], truth: Sequence[float]) -> dict:
     x, y = x[keep], y[keep]
     n = int(len(x))
     low, high = fisher_interval(n)
-    result = {
-        "n": n,
-        "rho": math.nan,
-        "pvalue": math.nan,
-        "ci_low": low,
-        "ci_high": high,
-        "significant": False,
-        "note": "",
-    }
+    nan = math.nan
+    result = {"n": n, "rho": nan, "pvalue": nan, "ci_low": low, "ci_high": high,
+              "significant": False, "rho_oriented": nan, "kendall_tau": nan,
+              "weighted_tau": nan, "pearson": nan, "top1_regret": nan, "note": ""}  # fmt: skip
     if n < 4:
         result["note"] = f"only {n} finite (metric, ground truth) pairs; need >= 4"
-    elif np.ptp(x) == 0:
-        result["note"] = "metric is constant across models; Spearman undefined"
-    elif np.ptp(y) == 0:
-        result["note"] = "ground truth is constant across models; Spearman undefined"
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rho, pvalue = stats.spearmanr(x, y)
-        result.update(rho=float(rho), pvalue=float(pvalue), significant=bool(abs(rho) > high))
+        return result
+    if np.ptp(x) == 0:
+        result["note"] = "metric is constant across models; correlations undefined"
+        return result
+    if np.ptp(y) == 0:
+        result["note"] = "ground truth is constant across models; correlations undefined"
+        return result
+    oriented = x if higher_is_better else -x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho, pvalue = stats.spearmanr(x, y)
+        best = y.max()
+        result.update(
+            rho=float(rho), pvalue=float(pvalue), significant=bool(abs(rho) > high),
+            rho_oriented=float(rho if higher_is_better else -rho),
+            kendall_tau=float(stats.kendalltau(x, y).statistic),
+            weighted_tau=float(stats.weightedtau(oriented, y).statistic),
+            pearson=float(stats.pearsonr(x, y).statistic),
+            top1_regret=float(1.0 - y[np.argmax(oriented)] / best) if best > 0 else nan,
+        )  # fmt: skip
     return result
 
 
@@ -128,9 +131,39 @@ def log_auc_table(finetune: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def spearman_table(track: str, metrics: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
-    """Spearman between every metric and transfer performance per (target, layer, metric), for
-    the four groupings of thesis §3.3. Models are (source, pretrain_step) pairs; values are
+def aggregate_metrics(metrics: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Rows of aggregate metrics (e.g. ``c56``), which combine per-model metrics scaled over the
+    compared models: here every model (source, seed, checkpoint) of one (target, layer)."""
+    from transferability.metrics import METRICS
+
+    keys = ["track", "target", "source", "seed", "step", "layer"]
+    frames = []
+    for name in names:
+        inputs = METRICS[name].inputs
+        wide = metrics[metrics["metric"].isin(inputs)].pivot_table(
+            index=keys, columns="metric", values="value", dropna=False
+        )
+        if wide.empty:
+            continue
+        wide = wide.reset_index()
+        for _, part in wide.groupby(["target", "layer"]):
+            values = METRICS[name](*(part[m].to_numpy() for m in inputs))
+            frames.append(part[keys].assign(metric=name, value=values, note=""))
+    columns = keys + ["metric", "value", "note"]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
+
+
+def correlation_table(
+    track: str,
+    metrics: pd.DataFrame,
+    finetune: pd.DataFrame,
+    directions: dict[str, bool],
+) -> pd.DataFrame:
+    """Correlations (:func:`correlate`) between every metric and transfer performance per
+    (target, layer, metric), for the four groupings of thesis §3.3; ``directions`` maps each
+    metric to ``higher_is_better``. Models are (source, pretrain_step) pairs; values are
     averaged over seeds first.
 
     - ``all``: every model, metric vs log-AUC;
@@ -161,7 +194,7 @@ def spearman_table(track: str, metrics: pd.DataFrame, finetune: pd.DataFrame) ->
                     **key,
                     "grouping": grouping,
                     "group": group,
-                    **correlate(part["value"], part[truth]),
+                    **correlate(part["value"], part[truth], directions[key["metric"]]),
                 }
             )
 
@@ -169,4 +202,4 @@ def spearman_table(track: str, metrics: pd.DataFrame, finetune: pd.DataFrame) ->
     add(with_auc, "logauc", "source", "source")
     add(with_auc, "logauc", "pretrain_step", "pretrain_step")
     add(with_acc, "test_accuracy", "finetune_step", "finetune_step")
-    return pd.DataFrame(rows, columns=SPEARMAN_COLUMNS)
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)

@@ -17,9 +17,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-#: Bytes per HDF5 chunk of activations: all samples × a slice of features, so that metrics can
-#: stream over feature chunks later (SPEC §7 scaling design).
-CHUNK_BYTES = 4 * 2**20
+#: HDF5 chunks of activations: tiles of CHUNK_ROWS samples × ~CHUNK_BYTES of features.
+CHUNK_ROWS = 32
+CHUNK_BYTES = 2**20
 
 
 @contextlib.contextmanager
@@ -80,6 +80,40 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
 # --- activations -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def activation_writer(
+    path: str | os.PathLike,
+    n: int,
+    layer_shape: tuple[int, ...],
+    labels: np.ndarray,
+    sample_index: np.ndarray,
+    attrs: Mapping[str, Any],
+    compression: str | None = "lzf",
+) -> Iterator[h5py.Dataset]:
+    """Open a new activation file and yield its ``activations`` dataset (n × features, float32)
+    to be filled in row blocks — large layers never need all samples in memory. The file
+    appears under ``path`` only when the block completes.
+
+    Chunks are tiles of ``CHUNK_ROWS`` samples × a slice of features, so that both streaming
+    passes of the metrics (column strips and row blocks) decompress each chunk once.
+    """
+    features = int(np.prod(layer_shape))
+    rows = max(1, min(n, CHUNK_ROWS))
+    cols = max(1, min(features, CHUNK_BYTES // (4 * rows)))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        data = f.create_dataset(
+            "activations", shape=(n, features), dtype=np.float32,
+            chunks=(rows, cols) if n else None, compression=compression,
+        )  # fmt: skip
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+        f.create_dataset("sample_index", data=np.asarray(sample_index, dtype=np.int64))
+        f.attrs["layer_shape"] = np.asarray(layer_shape, dtype=np.int64)
+        f.attrs["dtype"] = "float32"
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        yield data
+
+
 def write_activations(
     path: str | os.PathLike,
     activations: np.ndarray,
@@ -88,27 +122,15 @@ def write_activations(
     attrs: Mapping[str, Any],
     compression: str | None = "lzf",
 ) -> None:
-    """One layer's activations for the target subset: dataset ``activations`` (n × features,
-    float32, chunked over features, compressed), ``labels``, ``sample_index``; the layer's own
-    shape goes into the ``layer_shape`` attribute, plus everything in ``attrs``."""
+    """One layer's activations for the target subset (see :func:`activation_writer`):
+    dataset ``activations`` (n × features, float32, chunked, compressed), ``labels``,
+    ``sample_index``; attributes ``layer_shape``, ``dtype`` and everything in ``attrs``."""
     activations = np.asarray(activations)
     n = activations.shape[0]
-    flat = np.ascontiguousarray(activations.reshape(n, -1), dtype=np.float32)
-    features = flat.shape[1]
-    chunk_cols = int(min(features, max(1, CHUNK_BYTES // (4 * max(n, 1)))))
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset(
-            "activations",
-            data=flat,
-            chunks=(n, chunk_cols) if n else None,
-            compression=compression,
-        )
-        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        f.create_dataset("sample_index", data=np.asarray(sample_index, dtype=np.int64))
-        f.attrs["layer_shape"] = np.asarray(activations.shape[1:], dtype=np.int64)
-        f.attrs["dtype"] = "float32"
-        for key, value in attrs.items():
-            f.attrs[key] = value
+    with activation_writer(
+        path, n, activations.shape[1:], labels, sample_index, attrs, compression
+    ) as data:
+        data[...] = activations.reshape(n, -1).astype(np.float32, copy=False)
 
 
 def read_activations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -130,6 +152,17 @@ def read_activations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, d
     if not np.isfinite(features).all():
         raise ValueError(f"{path}: layer {attrs.get('layer', '?')} activations contain NaN/Inf")
     return features, labels, attrs
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The attributes of an activation file (cheap: no data are read)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: _plain(v) for k, v in f.attrs.items()}
+    except Exception as err:
+        raise ValueError(
+            f"cannot read activations file {path}: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _plain(value: Any) -> Any:

@@ -93,6 +93,10 @@ def check(config: dict) -> None:
             raise ConfigError(
                 f"{prefix}.metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}"
             )
+        for name in settings["metrics"]:
+            missing = [m for m in METRICS[name].inputs if m not in settings["metrics"]]
+            if missing:
+                raise ConfigError(f"{prefix}.metrics: {name!r} combines {missing}; list them too")
         for stage in ("pretrain", "finetune"):
             labels = settings[stage]["checkpoints"]
             for label in labels:

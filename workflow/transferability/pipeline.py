@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from transferability import __version__
-from transferability.artifacts import read_activations, write_activations, write_csv
+from transferability.artifacts import read_activations, read_attrs, write_activations, write_csv
 from transferability.data import ImageDataset, balanced_subset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -204,30 +204,68 @@ def extract(
         )
 
 
-def metric_table(activation_files: Sequence[str | Path], metrics: Sequence[str]) -> pd.DataFrame:
-    """Tidy rows (layer, metric, value, note) for each activation file and metric.
-
-    A metric that cannot be computed on degenerate activations (e.g. constant features) is NaN
-    with the reason in ``note``; the rest of the table is still filled (SPEC §10).
-    """
+def _safely(compute) -> tuple[float, str]:
+    """``(value, note)``: NaN with the reason when the metric is undefined on these data, the
+    warnings' text as note when it is defined (SPEC §10: one bad value never stops a table)."""
     import warnings
 
-    from transferability.metrics import compute_metrics
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value, note = float(compute()), ""
+        except ValueError as err:
+            value, note = math.nan, str(err)
+    if caught and not note:
+        note = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+    return value, note
 
+
+def metric_table(
+    activation_files: Sequence[str | Path],
+    metrics: Sequence[str],
+    logits_file: str | Path | None = None,
+) -> pd.DataFrame:
+    """Tidy rows (layer, metric, value, note) for one model on one target.
+
+    Layer metrics come from one streamed pass over each activation file (plus a row-block pass
+    when featuremap statistics are needed); prediction metrics (LEEP, NCE) from the source
+    head's logits, reported under layer ``logits``. Aggregate metrics (``c56``) compare models
+    and are added by :func:`build_tables`. A metric that is undefined on these data is NaN with
+    the reason in ``note``; unreadable files and NaN/Inf activations raise, naming the file.
+    """
+    from transferability.metrics import (
+        METRICS,
+        NEEDS_SAMPLE_STATS,
+        layer_stats_from_h5,
+        metric_names,
+    )
+
+    layer_metrics = [m for m in metrics if m in metric_names("layer")]
+    prediction_metrics = [m for m in metrics if m in metric_names("prediction")]
+    need_samples = bool(NEEDS_SAMPLE_STATS.intersection(layer_metrics))
     rows = []
-    for path in activation_files:
-        features, labels, attrs = read_activations(path)
-        for name in metrics:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    value, note = compute_metrics(features, labels, [name])[name], ""
-                except ValueError as err:
-                    value, note = math.nan, str(err)
-            if caught and not note:
-                note = "; ".join(str(w.message) for w in caught)
-            rows.append({"layer": attrs["layer"], "metric": name, "value": value, "note": note})
+    for path in activation_files if layer_metrics else []:
+        stats = layer_stats_from_h5(path, with_sample_stats=need_samples)
+        layer = read_attrs(path).get("layer", Path(path).stem)
+        for name in layer_metrics:
+            value, note = _safely(lambda name=name: METRICS[name](stats))
+            rows.append({"layer": layer, "metric": name, "value": value, "note": note})
+    if prediction_metrics:
+        if logits_file is None:
+            raise ValueError(f"metrics {prediction_metrics} need the source head's logits file")
+        logits, labels, _ = read_activations(logits_file)
+        probs = softmax(logits)
+        for name in prediction_metrics:
+            value, note = _safely(lambda name=name: METRICS[name](probs, labels))
+            rows.append({"layer": "logits", "metric": name, "value": value, "note": note})
     return pd.DataFrame(rows, columns=["layer", "metric", "value", "note"])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: the row maximum is subtracted first)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def finetune(
@@ -332,18 +370,30 @@ def build_tables(
     metric_files: Sequence[str | Path],
     finetune_files: Sequence[str | Path],
     outputs: Mapping[str, str | Path],
+    metrics: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
-    """The track's tidy tables: pretrain, metrics, finetune, logauc, spearman."""
-    from transferability.analysis import log_auc_table, spearman_table
+    """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations.
+
+    Aggregate metrics among ``metrics`` (``c56``) are computed here, over all models.
+    """
+    from transferability.analysis import aggregate_metrics, correlation_table, log_auc_table
+    from transferability.metrics import METRICS, metric_names
 
     tables = {
         "pretrain": _concat(history_files),
         "metrics": _concat(metric_files),
         "finetune": _concat(finetune_files),
     }
+    aggregates = [m for m in metrics if m in metric_names("aggregate")]
+    per_model = tables["metrics"]
+    tables["metrics"] = pd.concat([per_model, aggregate_metrics(per_model, aggregates)],
+                                  ignore_index=True)  # fmt: skip
     tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
+    directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
     tables["logauc"] = log_auc_table(tables["finetune"])
-    tables["spearman"] = spearman_table(track, tables["metrics"], tables["finetune"])
+    tables["correlations"] = correlation_table(
+        track, tables["metrics"], tables["finetune"], directions
+    )
     for name, frame in tables.items():
         write_csv(frame, outputs[name])
     log.info("tables: %s", {k: len(v) for k, v in tables.items()})

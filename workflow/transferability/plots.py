@@ -126,10 +126,10 @@ def finetune_curves(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
-def spearman(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+def correlations(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """Spearman ρ (all models, metric vs log-AUC) per layer with the Fisher 95 % band for ρ = 0;
     filled markers are significant."""
-    data = tables["spearman"]
+    data = tables["correlations"]
     data = data[data["grouping"] == "all"]
     targets = sorted(data["target"].unique())
     metric_names = list(dict.fromkeys(data["metric"]))
@@ -163,7 +163,7 @@ FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame]], plt.Figure]] = {
     "pretrain_accuracy": pretrain_accuracy,
     "metrics_per_layer": metrics_per_layer,
     "finetune_curves": finetune_curves,
-    "spearman": spearman,
+    "correlations": correlations,
 }
 
 

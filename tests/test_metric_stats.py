@@ -1,0 +1,73 @@
+"""The streamed layer statistics equal the in-memory ones and direct NumPy computations."""
+
+import numpy as np
+import pytest
+
+from transferability.artifacts import write_activations
+from transferability.metrics import (
+    METRICS,
+    compute_layer_metrics,
+    compute_metrics,
+    layer_stats,
+    layer_stats_from_h5,
+    metric_names,
+)
+
+
+def _activations(n=60, shape=(3, 5, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    x = np.maximum(rng.standard_normal((n, *shape)) + labels[:, None, None, None] * 0.3, 0)
+    x[7] = x[3]  # an exact duplicate
+    x[11] = 0.0  # a dead sample
+    return x.astype(np.float32), labels
+
+
+def test_stats_match_numpy():
+    x, y = _activations()
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    stats = layer_stats(x, y)
+    centred = flat - flat.mean(axis=0)
+    np.testing.assert_allclose(stats.gram, flat @ flat.T, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(stats.centred_gram, centred @ centred.T, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(stats.row_sum, flat.sum(1), rtol=1e-12)
+    assert stats.duplicate_of[7] == 3 and stats.duplicate_of[3] == 3
+    assert (stats.duplicate_of[np.r_[0:3, 4:7]] == np.r_[0:3, 4:7]).all()
+    assert stats.constant_rows[11] and stats.constant_rows.sum() == 1
+    assert (stats.row_nonzero == np.count_nonzero(flat, axis=1)).all()
+    assert stats.layer_shape == (3, 5, 4) and stats.n_features == 60
+
+
+def test_streamed_file_equals_in_memory(tmp_path):
+    x, y = _activations()
+    path = tmp_path / "layer.h5"
+    write_activations(path, x, y, np.arange(len(y)), {"layer": "conv9"})
+    # a tiny streaming budget forces many strips and row blocks
+    streamed = layer_stats_from_h5(path, with_sample_stats=True, stream_bytes=4096)
+    memory = layer_stats(x, y, with_sample_stats=True)
+    np.testing.assert_allclose(streamed.centred_gram, memory.centred_gram, rtol=1e-10, atol=1e-10)
+    assert (streamed.duplicate_of == memory.duplicate_of).all()
+    assert streamed.layer_shape == memory.layer_shape
+    for key, values in memory.sample_stats.items():
+        np.testing.assert_allclose(streamed.sample_stats[key], values, rtol=1e-10, atol=1e-12)
+    names = metric_names("layer")
+    with pytest.warns():  # the duplicate and the dead sample are reported
+        from_file = compute_layer_metrics(path, names)
+        from_array = compute_metrics(x, y, names)
+    assert set(from_file) == set(names)
+    for name in names:
+        assert from_file[name] == pytest.approx(from_array[name], rel=1e-6, nan_ok=True), name
+
+
+def test_streaming_reports_nan_with_file_and_layer(tmp_path):
+    x, y = _activations()
+    x[5, 1, 2, 3] = np.inf
+    path = tmp_path / "bad.h5"
+    write_activations(path, x, y, np.arange(len(y)), {"layer": "pool7"})
+    with pytest.raises(ValueError, match=r"bad\.h5: layer pool7 activations contain NaN/Inf"):
+        layer_stats_from_h5(path)
+
+
+def test_every_layer_metric_is_registered_with_a_direction():
+    for name in metric_names("layer"):
+        assert isinstance(METRICS[name].higher_is_better, bool)

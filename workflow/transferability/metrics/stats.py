@@ -1,0 +1,220 @@
+"""Sufficient statistics of one layer's activations, gathered in one streaming pass.
+
+Every layer metric is a function of :class:`LayerStats`: the n × n Gram matrix of the
+column-centred activations (float64), per-sample sums, extrema and non-zero counts, and exact-duplicate groups. From these
+follow squared distances (TwoNN ID), the column-centred Gram matrix (SS, S1–S3, H-scores,
+LogME in their n × n forms) and the row-centred one (RSA correlations). Memory is
+O(n² + n·strip) instead of O(n·d): VGG ``pool1`` (1 200 × 802 816 float32 = 3.9 GB) streams
+through in strips (SPEC §7, scaling design).
+
+The per-image featuremap statistics of S4 and S6 need every channel of one image at once; they
+come from a second pass over row blocks, made only when those metrics are requested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferability.metrics._base import check_features, check_labels
+
+#: Bytes of activations held at once while streaming (one strip or one row block).
+STREAM_BYTES = 64 * 2**20
+
+
+@dataclass
+class LayerStats:
+    """Statistics of activations ``X`` (n samples × d features) of one layer.
+
+    ``duplicate_of[i]`` is the first row byte-identical to row ``i`` (``i`` itself if none).
+    ``sample_stats`` holds per-image featuremap statistics (see
+    :func:`transferability.metrics.featuremap.sample_stats`) when they were gathered.
+    """
+
+    centred_gram: np.ndarray
+    mean_projection: np.ndarray
+    mean_sq_norm: float
+    row_sum: np.ndarray
+    row_min: np.ndarray
+    row_max: np.ndarray
+    row_nonzero: np.ndarray
+    duplicate_of: np.ndarray
+    labels: np.ndarray | None
+    n_features: int
+    layer_shape: tuple[int, ...]
+    sample_stats: dict[str, np.ndarray] | None = None
+    source: str = "array"
+    codes: np.ndarray = field(init=False, repr=False)
+    counts: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.labels is None:  # label-free metrics (ID, RDM) only
+            self.codes = self.counts = None
+        else:
+            self.codes, self.counts = check_labels(self.labels, len(self.row_sum))
+
+    @property
+    def n(self) -> int:
+        return len(self.row_sum)
+
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """``X Xᵀ`` of the raw activations: with ``X = Xc + 1μᵀ``,
+        ``Xc Xcᵀ + v 1ᵀ + 1 vᵀ + |μ|²`` where ``v = Xc μ``."""
+        v = self.mean_projection
+        return self.centred_gram + v[:, None] + v[None, :] + self.mean_sq_norm
+
+    @cached_property
+    def row_centred_gram(self) -> np.ndarray:
+        """Gram matrix of the row-centred activations (each sample minus its own mean)."""
+        s = self.row_sum
+        return self.gram - np.outer(s, s) / self.n_features
+
+    @cached_property
+    def sq_distances(self) -> np.ndarray:
+        """Squared Euclidean distances between samples (from the centred Gram, clipped at 0);
+        exactly 0 between byte-identical samples."""
+        k = self.centred_gram
+        diag = np.diag(k)
+        d2 = diag[:, None] + diag[None, :] - 2.0 * k
+        np.maximum(d2, 0.0, out=d2)
+        same = self.duplicate_of[:, None] == self.duplicate_of[None, :]
+        d2[same] = 0.0
+        return d2
+
+    @property
+    def constant_rows(self) -> np.ndarray:
+        return self.row_min == self.row_max
+
+    def class_indicator(self) -> np.ndarray:
+        """(n, K) one-hot matrix of the class codes."""
+        onehot = np.zeros((self.n, len(self.counts)))
+        onehot[np.arange(self.n), self.codes] = 1.0
+        return onehot
+
+
+class _Accumulator:
+    """Adds column strips of X (all rows) into the statistics.
+
+    A strip holds every sample of its columns, so it is centred exactly by its own column means
+    before entering the Gram matrix: the distances derived from it do not suffer from
+    cancellation against large common offsets.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.gram = np.zeros((n, n))
+        self.mean_projection = np.zeros(n)
+        self.mean_sq_norm = 0.0
+        self.row_sum = np.zeros(n)
+        self.row_min = np.full(n, np.inf)
+        self.row_max = np.full(n, -np.inf)
+        self.row_nonzero = np.zeros(n, dtype=np.int64)
+        self.hashes = [hashlib.blake2b(digest_size=16) for _ in range(n)]
+
+    def add(self, strip: np.ndarray) -> None:
+        strip = np.asarray(strip, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
+        mean = strip.mean(axis=0)
+        centred = strip - mean
+        self.gram += centred @ centred.T
+        self.mean_projection += centred @ mean
+        self.mean_sq_norm += float(mean @ mean)
+        self.row_sum += strip.sum(axis=1)
+        np.minimum(self.row_min, strip.min(axis=1), out=self.row_min)
+        np.maximum(self.row_max, strip.max(axis=1), out=self.row_max)
+        self.row_nonzero += np.count_nonzero(strip, axis=1)
+        for h, row in zip(self.hashes, strip, strict=True):
+            h.update(row.tobytes())
+
+    def finish(self, labels, n_features, layer_shape, source, sample_stats=None) -> LayerStats:
+        first: dict[bytes, int] = {}
+        duplicate_of = np.array(
+            [first.setdefault(h.digest(), i) for i, h in enumerate(self.hashes)]
+        )
+        gram = 0.5 * (self.gram + self.gram.T)
+        return LayerStats(gram, self.mean_projection, self.mean_sq_norm, self.row_sum, self.row_min, self.row_max, self.row_nonzero,
+                          duplicate_of, labels, n_features, tuple(layer_shape),
+                          sample_stats, source)  # fmt: skip
+
+
+def _sample_stats_of_blocks(blocks, layer_shape) -> dict[str, np.ndarray]:
+    from transferability.metrics.featuremap import sample_stats
+
+    parts: dict[str, list[np.ndarray]] = {}
+    for block in blocks:
+        fmaps = np.asarray(block).reshape((len(block), *_as_fmap_shape(layer_shape)))
+        for key, value in sample_stats(fmaps).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def _as_fmap_shape(layer_shape) -> tuple[int, int, int]:
+    """(c, h, w) of a layer; flat layers are c = d channels of 1 × 1 (SPEC §7)."""
+    shape = tuple(int(s) for s in layer_shape)
+    if len(shape) == 3:
+        return shape
+    return (int(np.prod(shape)), 1, 1)
+
+
+def layer_stats(
+    features: Any,
+    labels: Any,
+    *,
+    layer_shape: tuple[int, ...] | None = None,
+    with_sample_stats: bool = False,
+) -> LayerStats:
+    """Statistics of in-memory activations ``features`` (n, d) or (n, c, h, w).
+
+    ``layer_shape`` defaults to ``features.shape[1:]``; per-image featuremap statistics are
+    gathered when ``with_sample_stats``.
+    """
+    raw = np.asarray(features) if not hasattr(features, "detach") else features
+    shape = tuple(layer_shape or getattr(raw, "shape", (0, 0))[1:])
+    x = check_features(features)
+    acc = _Accumulator(len(x))
+    step = max(1, STREAM_BYTES // (8 * len(x)))
+    for start in range(0, x.shape[1], step):
+        acc.add(x[:, start : start + step])
+    extra = None
+    if with_sample_stats:
+        rows = max(1, STREAM_BYTES // (8 * x.shape[1]))
+        extra = _sample_stats_of_blocks((x[i : i + rows] for i in range(0, len(x), rows)), shape)
+    return acc.finish(labels, x.shape[1], shape, "array", extra)
+
+
+def layer_stats_from_h5(
+    path: str | Path, *, with_sample_stats: bool = False, stream_bytes: int = STREAM_BYTES
+) -> LayerStats:
+    """Stream an activation file (``transferability.artifacts`` layout) into :class:`LayerStats`.
+
+    One pass over column strips (aligned to the file's chunks) builds the Gram matrix and the
+    per-sample sums; a second pass over row blocks gathers the per-image featuremap statistics
+    if ``with_sample_stats``. Raises ``ValueError`` naming the file and layer on NaN/Inf.
+    """
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        data = f["activations"]
+        n, d = data.shape
+        labels = f["labels"][...]
+        layer = f.attrs.get("layer", "?")
+        shape = tuple(int(s) for s in f.attrs.get("layer_shape", (d,)))
+        chunk_rows, chunk_cols = data.chunks or (1, 1)
+        # strips and row blocks aligned to the chunk tiles: each tile is decompressed once
+        width = max(chunk_cols, (stream_bytes // (8 * max(n, 1))) // chunk_cols * chunk_cols)
+        acc = _Accumulator(n)
+        for start in range(0, d, width):
+            strip = data[:, start : start + width]
+            if not np.isfinite(strip).all():
+                raise ValueError(f"{path}: layer {layer} activations contain NaN/Inf")
+            acc.add(strip)
+        extra = None
+        if with_sample_stats:
+            rows = max(chunk_rows, (stream_bytes // (8 * d)) // chunk_rows * chunk_rows)
+            extra = _sample_stats_of_blocks((data[i : i + rows] for i in range(0, n, rows)), shape)
+    return acc.finish(labels, d, shape, str(path), extra)
