@@ -7,12 +7,12 @@ from scipy import stats
 
 from transferability.analysis import (
     ZERO_OFFSET,
+    aggregate_metrics,
     correlate,
+    correlation_table,
     fisher_interval,
     log_auc,
     log_auc_table,
-    aggregate_metrics,
-    correlation_table,
 )
 
 

@@ -71,3 +71,24 @@ def test_streaming_reports_nan_with_file_and_layer(tmp_path):
 def test_every_layer_metric_is_registered_with_a_direction():
     for name in metric_names("layer"):
         assert isinstance(METRICS[name].higher_is_better, bool)
+
+
+def test_metric_table_records_undefined_metrics_and_carries_on(tmp_path):
+    from transferability.pipeline import metric_table
+
+    x, _ = _activations()
+    one_class = np.zeros(len(x), dtype=int)
+    path = tmp_path / "fc1.h5"
+    write_activations(path, x, one_class, np.arange(len(x)), {"layer": "fc1"})
+    logits = tmp_path / "logits.h5"
+    write_activations(logits, np.random.default_rng(0).normal(size=(len(x), 5)), one_class,
+                      np.arange(len(x)), {"layer": "logits"})  # fmt: skip
+    table = metric_table([path], ["id", "ss", "rsa", "logme", "s4", "leep"], logits).set_index(
+        "metric"
+    )
+    assert np.isfinite(table.loc["id", "value"]) and np.isfinite(table.loc["s4", "value"])
+    for name in ("ss", "rsa", "leep"):
+        assert np.isnan(table.loc[name, "value"]), name
+        assert "at least 2" in table.loc[name, "note"] or "2 classes" in table.loc[name, "note"]
+    assert "duplicate" in table.loc["id", "note"]  # rows 3 and 7 are identical
+    assert table.loc["leep", "layer"] == "logits"

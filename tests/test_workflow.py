@@ -75,14 +75,26 @@ def test_tiny_run_tables(tiny_run):
                                            "group", "n", "rho", "pvalue", "ci_low", "ci_high",
                                            "significant"]  # fmt: skip
     assert set(spearman["grouping"]) == {"all", "source", "pretrain_step", "finetune_step"}
-    pool2 = spearman[(spearman.layer == "pool2") & (spearman.grouping == "all")]
+    everything = spearman[spearman.grouping == "all"]
+    layer_metrics = {"id", "ss", "rsa", "hscore", "hscore_reg", "logme"} | {
+        f"s{i}" for i in range(1, 7)
+    }
+    pool2 = everything[everything.layer == "pool2"]
     assert set(pool2["target"]) == {"mnist", "fashion_mnist"}
-    assert set(pool2["metric"]) == {"id", "ss", "rsa"}
-    assert np.isfinite(pool2["rho"]).all() and (pool2["n"] == 6).all()
+    assert set(pool2["metric"]) == layer_metrics | {"c56"}
+    assert set(everything[everything.layer == "logits"]["metric"]) == {"leep", "nce"}
+    for name in ("id", "ss", "rsa", "hscore", "logme", "leep", "nce"):
+        rows = everything[everything.metric == name]
+        rows = rows[rows.layer == ("logits" if name in ("leep", "nce") else "pool2")]
+        assert np.isfinite(rows["rho"]).all() and (rows["n"] == 6).all(), name
+    assert {"rho_oriented", "kendall_tau", "weighted_tau", "pearson", "top1_regret"} <= set(
+        spearman.columns
+    )
 
     metrics = pd.read_csv(tables / "metrics.csv")
-    assert len(metrics) == 2 * 2 * 3 * 4 * 3  # targets × sources × steps × layers × metrics
-    trained = metrics[metrics.layer != "input"]
+    per_model = 2 * 2 * 3  # targets × sources × checkpoints
+    assert len(metrics) == per_model * (4 * (len(layer_metrics) + 1) + 2)  # + c56; + leep, nce
+    trained = metrics[(metrics.layer != "input") & metrics.metric.isin(["id", "ss", "rsa"])]
     assert np.isfinite(trained["value"]).all()
 
     logauc = pd.read_csv(tables / "logauc.csv")
@@ -170,6 +182,7 @@ def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
         ({"seeds": "two"}, "['tracks']['cnn']['seeds']"),
         ({"layers": ["pool9"]}, "tracks.cnn.layers: unknown layer(s) ['pool9']"),
         ({"metrics": ["idd"]}, "tracks.cnn.metrics: unknown metric(s) ['idd']"),
+        ({"metrics": ["id", "c56"]}, "'c56' combines ['s5', 's6']"),
         ({"sources": {"mnist": {"dataset": "mnist_typo"}}}, "known datasets: ['mnist'"),
     ],
 )

@@ -204,7 +204,7 @@ def extract(
         )
 
 
-def _safely(compute) -> tuple[float, str]:
+def _safely(metric, *inputs) -> tuple[float, str]:
     """``(value, note)``: NaN with the reason when the metric is undefined on these data, the
     warnings' text as note when it is defined (SPEC §10: one bad value never stops a table)."""
     import warnings
@@ -212,7 +212,7 @@ def _safely(compute) -> tuple[float, str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            value, note = float(compute()), ""
+            value, note = float(metric(*inputs)), ""
         except ValueError as err:
             value, note = math.nan, str(err)
     if caught and not note:
@@ -248,7 +248,7 @@ def metric_table(
         stats = layer_stats_from_h5(path, with_sample_stats=need_samples)
         layer = read_attrs(path).get("layer", Path(path).stem)
         for name in layer_metrics:
-            value, note = _safely(lambda name=name: METRICS[name](stats))
+            value, note = _safely(METRICS[name], stats)
             rows.append({"layer": layer, "metric": name, "value": value, "note": note})
     if prediction_metrics:
         if logits_file is None:
@@ -256,7 +256,7 @@ def metric_table(
         logits, labels, _ = read_activations(logits_file)
         probs = softmax(logits)
         for name in prediction_metrics:
-            value, note = _safely(lambda name=name: METRICS[name](probs, labels))
+            value, note = _safely(METRICS[name], probs, labels)
             rows.append({"layer": "logits", "metric": name, "value": value, "note": note})
     return pd.DataFrame(rows, columns=["layer", "metric", "value", "note"])
 

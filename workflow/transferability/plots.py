@@ -127,35 +127,38 @@ def finetune_curves(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
 
 
 def correlations(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
-    """Spearman ρ (all models, metric vs log-AUC) per layer with the Fisher 95 % band for ρ = 0;
-    filled markers are significant."""
+    """Spearman ρ (all models, metric vs log-AUC) per layer, one panel per metric, one line per
+    target, with the Fisher 95 % band for ρ = 0; filled markers are significant. The thesis
+    expects negative ρ for lower-is-better metrics (ID, SS) and positive ρ otherwise."""
     data = tables["correlations"]
     data = data[data["grouping"] == "all"]
     targets = sorted(data["target"].unique())
     metric_names = list(dict.fromkeys(data["metric"]))
-    fig, axes = plt.subplots(
-        len(targets),
-        len(metric_names),
-        squeeze=False,
-        sharey=True,
-        figsize=(3.6 * len(metric_names), 3.2 * len(targets)),
-    )
-    for r, target in enumerate(targets):
-        for c, metric in enumerate(metric_names):
-            ax = axes[r][c]
-            part = data[(data["target"] == target) & (data["metric"] == metric)]
-            part = part.set_index("layer").reindex(_layer_order(part["layer"].unique()))
-            x = np.arange(len(part))
-            ax.fill_between(x, part["ci_low"], part["ci_high"], color="0.85", label="Fisher 95 %")
-            ax.plot(x, part["rho"], color="C0", lw=1.5)
-            sig = part["significant"].astype(bool).to_numpy()
-            ax.scatter(x[sig], part["rho"][sig], color="C0", zorder=3, label="significant")
-            ax.scatter(x[~sig], part["rho"][~sig], facecolor="white", edgecolor="C0", zorder=3)
-            ax.axhline(0, color="0.5", lw=0.8)
-            ax.set_xticks(x, part.index, rotation=45)
-            ax.set(ylim=(-1.05, 1.05), title=f"{target}: {metric}", ylabel="Spearman ρ")
-    axes[0][0].legend(fontsize="small", loc="lower left")
+    ncols = min(5, len(metric_names))
+    nrows = -(-len(metric_names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True,
+                             figsize=(3.4 * ncols, 3.0 * nrows))  # fmt: skip
+    for ax, metric in zip(axes.flat, metric_names, strict=False):
+        part = data[data["metric"] == metric]
+        order = _layer_order(part["layer"].unique())
+        x = np.arange(len(order))
+        band = part.groupby("layer")[["ci_low", "ci_high"]].first().reindex(order)
+        ax.fill_between(x, band["ci_low"], band["ci_high"], color="0.88", label="Fisher 95 %")
+        for i, target in enumerate(targets):
+            line = part[part["target"] == target].set_index("layer").reindex(order)
+            sig = line["significant"].fillna(False).astype(bool).to_numpy()
+            ax.plot(x, line["rho"], color=f"C{i}", lw=1.5, label=target)
+            ax.scatter(x[sig], line["rho"][sig], color=f"C{i}", zorder=3)
+            ax.scatter(x[~sig], line["rho"][~sig], facecolor="white", edgecolor=f"C{i}", zorder=3)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(x, order, rotation=45)
+        ax.set(ylim=(-1.05, 1.05), title=metric, ylabel="Spearman ρ vs log-AUC")
+    for ax in axes.flat[len(metric_names) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
     return fig
 
 

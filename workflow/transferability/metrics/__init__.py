@@ -21,6 +21,8 @@ from transferability.metrics._base import (
     register_metric,
 )
 from transferability.metrics.featuremap import c56, s1, s2, s3, s4, s5, s6, sample_stats
+from transferability.metrics.linear import hscore, hscore_reg, logme
+from transferability.metrics.prediction import leep, nce
 from transferability.metrics.representation import (
     TwoNNResult,
     correlation_rdm,
@@ -46,6 +48,11 @@ __all__ = [
     "s6",
     "sample_stats",
     "compute_layer_metrics",
+    "hscore",
+    "hscore_reg",
+    "leep",
+    "logme",
+    "nce",
     "compute_metrics",
     "correlation_rdm",
     "layer_stats",

@@ -1,9 +1,10 @@
 """Sufficient statistics of one layer's activations, gathered in one streaming pass.
 
 Every layer metric is a function of :class:`LayerStats`: the n × n Gram matrix of the
-column-centred activations (float64), per-sample sums, extrema and non-zero counts, and exact-duplicate groups. From these
-follow squared distances (TwoNN ID), the column-centred Gram matrix (SS, S1–S3, H-scores,
-LogME in their n × n forms) and the row-centred one (RSA correlations). Memory is
+column-centred activations (float64), per-sample sums, extrema and non-zero counts, and
+exact-duplicate groups. From these follow squared distances (TwoNN ID), the sums of squares
+(SS, S1–S3), the n × n forms of the H-scores and LogME, and the row-centred Gram matrix (RSA
+correlations). Memory is
 O(n² + n·strip) instead of O(n·d): VGG ``pool1`` (1 200 × 802 816 float32 = 3.9 GB) streams
 through in strips (SPEC §7, scaling design).
 
@@ -135,10 +136,12 @@ class _Accumulator:
         duplicate_of = np.array(
             [first.setdefault(h.digest(), i) for i, h in enumerate(self.hashes)]
         )
-        gram = 0.5 * (self.gram + self.gram.T)
-        return LayerStats(gram, self.mean_projection, self.mean_sq_norm, self.row_sum, self.row_min, self.row_max, self.row_nonzero,
-                          duplicate_of, labels, n_features, tuple(layer_shape),
-                          sample_stats, source)  # fmt: skip
+        centred_gram = 0.5 * (self.gram + self.gram.T)  # exactly symmetric
+        return LayerStats(
+            centred_gram, self.mean_projection, self.mean_sq_norm, self.row_sum, self.row_min,
+            self.row_max, self.row_nonzero, duplicate_of, labels, n_features, tuple(layer_shape),
+            sample_stats, source,
+        )  # fmt: skip
 
 
 def _sample_stats_of_blocks(blocks, layer_shape) -> dict[str, np.ndarray]:
