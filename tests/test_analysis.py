@@ -189,3 +189,11 @@ def test_aggregate_c56_scales_over_models():
     out = aggregate_metrics(pd.DataFrame(rows), ["c56"]).set_index("source")["value"]
     assert out["a"] == pytest.approx(1.0) and out["c"] == pytest.approx(-1.0)
     assert out["b"] == pytest.approx(0.0)
+
+
+def test_values_equal_up_to_rounding_noise_count_as_constant():
+    saturated = 9.0 + np.array([0.0, 1e-13, -2e-13, 3e-14, 1e-13, -1e-13])
+    got = correlate(saturated, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert math.isnan(got["rho"]) and "constant" in got["note"]
+    # real differences well above the noise level still rank
+    assert correlate(9.0 + 1e-6 * np.arange(6), np.arange(6.0))["rho"] == pytest.approx(1.0)

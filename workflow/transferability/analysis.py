@@ -64,6 +64,17 @@ def fisher_interval(n: int, rho0: float = 0.0, z: float = 1.96) -> tuple[float, 
     return math.tanh(centre - delta), math.tanh(centre + delta)
 
 
+def _snap(values: np.ndarray, digits: int = 10) -> np.ndarray:
+    """Round to ``digits`` significant digits of the largest magnitude, so that values equal up
+    to floating-point noise (e.g. an H-score saturated at K − 1 = 8.999999999999 vs 9.0) tie
+    instead of producing a spurious ranking."""
+    scale = np.max(np.abs(values)) if len(values) else 0.0
+    if not np.isfinite(scale) or scale == 0.0:
+        return values
+    unit = 10.0 ** (np.floor(np.log10(scale)) - digits + 1)
+    return np.round(values / unit) * unit
+
+
 def correlate(
     metric: Sequence[float], truth: Sequence[float], higher_is_better: bool = True
 ) -> dict:
@@ -77,13 +88,13 @@ def correlate(
     hyperbolic weights emphasising the top) and ``top1_regret`` = 1 − truth of the metric's
     top-ranked model / best truth.
 
-    Undefined cases give NaN and a ``note`` instead of an exception: fewer than 4 finite pairs,
-    or a constant column.
+    Metric values are compared to 10 significant digits (:func:`_snap`). Undefined cases give
+    NaN and a ``note`` instead of an exception: fewer than 4 finite pairs, or a constant column.
     """
     x = np.asarray(metric, dtype=np.float64)
     y = np.asarray(truth, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _snap(x[keep]), y[keep]
     n = int(len(x))
     low, high = fisher_interval(n)
     nan = math.nan

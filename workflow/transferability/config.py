@@ -25,27 +25,25 @@ def track(config: dict, name: str) -> dict:
         raise ConfigError(f"unknown track {name!r}; configured tracks: {known}") from None
 
 
-def source(config: dict, track_name: str, name: str) -> dict:
-    """A source's settings with defaults: ``dataset`` (defaults to the source's name)."""
-    sources = track(config, track_name)["sources"]
-    if name not in sources:
+def _member(config: dict, track_name: str, kind: str, name: str) -> dict:
+    """Settings of a source or target (``kind`` = ``sources``/``targets``) with ``dataset``
+    defaulting to its own name."""
+    members = track(config, track_name)[kind]
+    if name not in members:
         raise ConfigError(
-            f"unknown source {name!r} in tracks.{track_name}.sources; known: {sorted(sources)}"
+            f"unknown {kind[:-1]} {name!r} in tracks.{track_name}.{kind}; known: {sorted(members)}"
         )
-    settings = dict(sources[name] or {})
+    settings = dict(members[name] or {})
     settings.setdefault("dataset", name)
     return settings
+
+
+def source(config: dict, track_name: str, name: str) -> dict:
+    return _member(config, track_name, "sources", name)
 
 
 def target(config: dict, track_name: str, name: str) -> dict:
-    targets = track(config, track_name)["targets"]
-    if name not in targets:
-        raise ConfigError(
-            f"unknown target {name!r} in tracks.{track_name}.targets; known: {sorted(targets)}"
-        )
-    settings = dict(targets[name] or {})
-    settings.setdefault("dataset", name)
-    return settings
+    return _member(config, track_name, "targets", name)
 
 
 def pretrain_protocol(config: dict, track_name: str, source_name: str) -> dict[str, Any]:
@@ -76,8 +74,7 @@ def check(config: dict) -> None:
         prefix = f"tracks.{track_name}"
         for kind in ("sources", "targets"):
             for name in settings[kind]:
-                getter = source if kind == "sources" else target
-                dataset = getter(config, track_name, name)["dataset"]
+                dataset = _member(config, track_name, kind, name)["dataset"]
                 if dataset not in KNOWN_DATASETS:
                     raise ConfigError(
                         f"{prefix}.{kind}.{name}.dataset: unknown dataset {dataset!r}; "

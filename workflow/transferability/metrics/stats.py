@@ -118,18 +118,20 @@ class _Accumulator:
         self.hashes = [hashlib.blake2b(digest_size=16) for _ in range(n)]
 
     def add(self, strip: np.ndarray) -> None:
-        strip = np.asarray(strip, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
-        mean = strip.mean(axis=0)
-        centred = strip - mean
-        self.gram += centred @ centred.T
-        self.mean_projection += centred @ mean
-        self.mean_sq_norm += float(mean @ mean)
-        self.row_sum += strip.sum(axis=1)
+        strip = np.asarray(strip)
+        strip = strip + strip.dtype.type(0)  # a copy in which -0.0 became 0.0 (for hashing)
+        for h, row in zip(self.hashes, strip, strict=True):
+            h.update(row.tobytes())
         np.minimum(self.row_min, strip.min(axis=1), out=self.row_min)
         np.maximum(self.row_max, strip.max(axis=1), out=self.row_max)
         self.row_nonzero += np.count_nonzero(strip, axis=1)
-        for h, row in zip(self.hashes, strip, strict=True):
-            h.update(row.tobytes())
+        self.row_sum += strip.sum(axis=1, dtype=np.float64)
+        centred = strip.astype(np.float64)
+        mean = centred.mean(axis=0)
+        centred -= mean  # in place: no second n × strip copy
+        self.gram += centred @ centred.T
+        self.mean_projection += centred @ mean
+        self.mean_sq_norm += float(mean @ mean)
 
     def finish(self, labels, n_features, layer_shape, source, sample_stats=None) -> LayerStats:
         first: dict[bytes, int] = {}
