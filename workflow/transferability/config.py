@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from transferability.data import KNOWN_DATASETS
-from transferability.models import CNN_LAYERS
+from transferability.layers import CNN_LAYERS
 from transferability.schedule import parse_label, sort_labels
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Names of the recorded layers, in forward order. ``input`` is the image itself.
-CNN_LAYERS: tuple[str, ...] = ("input", "conv1", "pool1", "conv2", "pool2", "fc1", "fc2")
+from transferability.layers import CNN_LAYERS
 
-#: Layers kept when a pre-trained CNN is fine-tuned on a target (the fc layers are re-initialised).
-CNN_TRANSFERRED_PREFIXES: tuple[str, ...] = ("conv1.", "conv2.")
+__all__ = ["CNN_LAYERS", "ThesisCNN", "build_cnn", "check_layers"]
 
 
 class ThesisCNN(nn.Module):

@@ -17,7 +17,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 
 from transferability.analysis import ZERO_OFFSET  # noqa: E402
 from transferability.artifacts import atomic_path  # noqa: E402
-from transferability.models import CNN_LAYERS  # noqa: E402
+from transferability.layers import CNN_LAYERS  # noqa: E402
 from transferability.schedule import sort_labels  # noqa: E402
 
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferability.models import CNN_TRANSFERRED_PREFIXES, ThesisCNN, build_cnn
+from transferability.layers import CNN_TRANSFERRED_PREFIXES
+from transferability.models import ThesisCNN, build_cnn
 from transferability.schedule import Checkpoint
 
 log = logging.getLogger(__name__)
