@@ -6,8 +6,6 @@ rule tables:
         finetune=lambda wc: finetune_files(wc.track),
     output:
         **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
-    params:
-        metrics=lambda wc: track_cfg(wc.track)["metrics"],
     log:
         "results/{track}/logs/tables.log",
     conda:
@@ -16,6 +14,8 @@ rule tables:
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        metrics=lambda wc: track_cfg(wc.track)["metrics"],
     script:
         "../workflow/scripts/tables.py"
 
