@@ -8,6 +8,8 @@ rule tables:
         **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
     log:
         "results/{track}/logs/tables.log",
+    benchmark:
+        "results/{track}/benchmarks/tables.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -28,6 +30,8 @@ rule figure:
         pdf="results/{track}/figures/{figure}.pdf",
     log:
         "results/{track}/logs/figures/{figure}.log",
+    benchmark:
+        "results/{track}/benchmarks/figures/{figure}.tsv"
     wildcard_constraints:
         figure="|".join(FIGURES),
     conda:

@@ -6,6 +6,8 @@ rule dataset:
         f"{DATA_DIR}/{{dataset}}/data.npz",
     log:
         "results/logs/dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/dataset/{dataset}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -26,6 +28,8 @@ rule target_subset:
         "results/{track}/subsets/{target}.csv",
     log:
         "results/{track}/logs/subset/{target}.log",
+    benchmark:
+        "results/{track}/benchmarks/subset/{target}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: 1

@@ -16,6 +16,8 @@ rule extract:
         ],
     log:
         "results/{track}/logs/extract/{target}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/extract/{target}/{source}/seed{seed}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

@@ -10,6 +10,8 @@ rule finetune:
         ],
     log:
         "results/{track}/logs/finetune/{target}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/finetune/{target}/{source}/seed{seed}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

@@ -10,6 +10,8 @@ rule metrics:
         ],
     log:
         "results/{track}/logs/metrics/{target}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/metrics/{target}/{source}/seed{seed}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: 1

@@ -10,6 +10,8 @@ rule pretrain:
         history="results/{track}/checkpoints/{source}/seed{seed}/history.csv",
     log:
         "results/{track}/logs/pretrain/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/pretrain/{source}/seed{seed}.tsv"
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

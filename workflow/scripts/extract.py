@@ -2,6 +2,8 @@
 
 from itertools import product
 
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
 from transferability.pipeline import extract, setup_logging
 
 sm = snakemake  # noqa: F821

@@ -1,5 +1,7 @@
 """Rule finetune: fine-tune every checkpoint of one run on one target."""
 
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
 from transferability.pipeline import finetune, setup_logging
 
 sm = snakemake  # noqa: F821

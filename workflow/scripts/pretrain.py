@@ -1,5 +1,7 @@
 """Rule pretrain: one pre-training run with checkpoints on the log grid."""
 
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
 from transferability.pipeline import pretrain, setup_logging
 
 sm = snakemake  # noqa: F821

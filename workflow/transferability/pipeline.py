@@ -344,8 +344,18 @@ def finetune(
         )
 
 
+#: Marker of the start-up line that benchmarks/job_overhead.py reads from every job log.
+STARTUP_MARKER = "start-up before work"
+
+
 def setup_logging(log_path: str | Path | None) -> None:
-    """Send this job's log records (and warnings) to its Snakemake ``log:`` file."""
+    """Send this job's log records (and warnings) to its Snakemake ``log:`` file, starting with
+    the seconds since the process started (interpreter, Snakemake's script preamble, imports):
+    the per-job overhead that job granularity must keep small (SPEC §9)."""
+    import time
+
+    import psutil
+
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +367,8 @@ def setup_logging(log_path: str | Path | None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
+    startup = time.time() - psutil.Process().create_time()
+    log.info("%s: %.2f s", STARTUP_MARKER, startup)
 
 
 def _concat(paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -1,0 +1,78 @@
+"""Per-job overhead of a finished workflow run: process start-up and imports vs useful work.
+
+Every job logs the seconds from its process start to the start of its work (interpreter,
+Snakemake's script preamble, imports; see ``transferability.pipeline.setup_logging``) and every
+rule has a Snakemake ``benchmark:`` file with the job's wall time. This script pairs them per
+job, sums per rule, and writes ``benchmarks/results/job_overhead.{json,md}``.
+
+    .venv/bin/python benchmarks/job_overhead.py [--results results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+MARKER = re.compile(r"start-up before work: ([0-9.]+) s")
+OUT = Path(__file__).parent / "results"
+
+
+def collect(results: Path) -> list[dict]:
+    """One row per job with a benchmark file and a log: rule, wall seconds, start-up seconds."""
+    rows = []
+    for bench in sorted(results.rglob("benchmarks/**/*.tsv")):
+        parts = bench.relative_to(results).parts
+        where = parts.index("benchmarks")
+        rule = parts[where + 1].removesuffix(".tsv")
+        log = results.joinpath(*parts[:where], "logs", *parts[where + 1 :]).with_suffix(".log")
+        if not log.is_file():
+            continue
+        match = MARKER.search(log.read_text())
+        lines = bench.read_text().splitlines()
+        wall = float(lines[1].split("\t")[0])
+        rows.append({"rule": rule, "job": str(bench.relative_to(results)), "wall_s": wall,
+                     "startup_s": float(match.group(1)) if match else float("nan")})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    rows = collect(args.results)
+    if not rows:
+        raise SystemExit(f"no benchmark files with logs under {args.results}; run the workflow")
+    per_rule: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0, "startup_s": 0.0})
+    for row in rows:
+        agg = per_rule[row["rule"]]
+        agg["jobs"] += 1
+        agg["wall_s"] += row["wall_s"]
+        agg["startup_s"] += row["startup_s"]
+    total = {k: sum(a[k] for a in per_rule.values()) for k in ("jobs", "wall_s", "startup_s")}
+    summary = {"per_rule": per_rule, "total": total,
+               "startup_fraction": total["startup_s"] / total["wall_s"]}  # fmt: skip
+    OUT.mkdir(exist_ok=True)
+    (OUT / "job_overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"Jobs of the run under `{args.results}`: {total['jobs']}; summed job wall time "
+        f"{total['wall_s']:.0f} s, of which process start-up and imports "
+        f"{total['startup_s']:.0f} s ({summary['startup_fraction']:.1%}).",
+        "",
+        "| rule | jobs | job time (s) | start-up + imports (s) | share |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {rule} | {a['jobs']} | {a['wall_s']:.1f} | {a['startup_s']:.1f} | "
+            f"{a['startup_s'] / a['wall_s']:.1%} |"
+            for rule, a in sorted(per_rule.items())
+        ),
+    ]
+    table = "\n".join(lines)
+    (OUT / "job_overhead.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
