@@ -124,7 +124,7 @@ def train_run(
     batches = batch_order(len(train), batch_size, generator)
     records = []
     done = 0
-    loss_sum = torch.zeros(())
+    loss_sum = torch.zeros((), device=next(model.parameters()).device)  # no host sync per step
     start = time.perf_counter()
     for checkpoint in checkpoints:
         todo = checkpoint.batches - done
