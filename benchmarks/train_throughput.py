@@ -49,7 +49,14 @@ except ImportError:
 from transferability.models import build_cnn
 from transferability.multirun import train_runs
 from transferability.schedule import Checkpoint
-from transferability.training import Split, batch_order, derive_seed, to_input, train_run
+from transferability.training import (
+    Split,
+    batch_order,
+    configure_torch,
+    derive_seed,
+    to_input,
+    train_run,
+)
 
 BATCH = 64
 LR = 1e-4
@@ -253,6 +260,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short run, '-quick' outputs")
     args = parser.parse_args()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # The workflow's settings (CPU: deterministic algorithms; CUDA: float32 without TF32). The
+    # cuda table of 2026-11-23 predates this line: it ran with PyTorch's defaults (TF32 convs).
+    configure_torch(torch.get_num_threads(), device)
     seconds = args.seconds or (1.0 if args.quick else 2.0)
     reps = args.reps or (1 if args.quick else 5)
     threads = torch.get_num_threads()
@@ -311,6 +321,7 @@ def main() -> None:
                 "spread": round((max(rates[i]) - min(rates[i])) / rate, 3),
                 "threads": threads,
                 "matmul_peak_gflops": round(peak, 1),
+                "tf32_convolutions": device == "cuda" and torch.backends.cudnn.allow_tf32,
             }
         )
 

@@ -18,6 +18,8 @@ except tconfig.ConfigError as err:
 DATA_DIR = config["data_dir"]
 TRACKS = list(config["tracks"])
 CNN = "cnn"
+# Training jobs hold a GPU only when the config says they run on one (SPEC §11).
+TRAINING_GPUS = 1 if config["device"] == "cuda" else 0
 
 
 wildcard_constraints:

@@ -18,7 +18,7 @@ rule finetune:
     resources:
         mem_mb=4000,
         runtime=240,
-        gpu=0,
+        gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.finetune_protocol(config, wc.track, wc.target),
         steps=lambda wc: steps(wc.track, "pretrain"),

@@ -18,7 +18,7 @@ rule pretrain:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=0,
+        gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.pretrain_protocol(config, wc.track, wc.source),
         steps=lambda wc: steps(wc.track, "pretrain"),

@@ -14,4 +14,6 @@ finetune(
     seed=int(sm.wildcards.seed),
     protocol=sm.params.protocol,
     threads=sm.threads,
+    device=sm.config["device"],
+    runs_together=sm.config["runs_together"],
 )

@@ -14,4 +14,5 @@ pretrain(
     seed=int(sm.wildcards.seed),
     protocol=sm.params.protocol,
     threads=sm.threads,
+    device=sm.config["device"],
 )

@@ -292,19 +292,19 @@ class _Masks:
     """Pre-scaled dropout masks (R, b, d) drawn from one generator per run on the device.
 
     Draw order and call (``bernoulli_(1 - p)`` on a (b, d) float tensor, then ``div_(1 - p)``)
-    are those of ``F.dropout`` on CPU, so CPU masks equal :func:`training.train_run`'s.
+    are those of ``F.dropout`` on CPU, so CPU masks equal :func:`training.train_run`'s. Runs
+    with one dropout seed (fine-tuning) would draw identical masks: one is drawn and shared.
     """
 
     def __init__(self, dropout, dropout_seeds: Sequence[int], device) -> None:
-        self.dropout, self.device = dropout, device
-        self.generators = [
-            torch.Generator(device=device).manual_seed(int(s)) for s in dropout_seeds
-        ]
+        self.dropout, self.device, self.runs = dropout, device, len(dropout_seeds)
+        seeds = dropout_seeds[:1] if len(set(dropout_seeds)) == 1 else dropout_seeds
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
     def draw(self, b: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        r = len(self.generators)
+        g_count = len(self.generators)
         masks = [
-            None if p == 0 else torch.empty(r, b, d, device=self.device)
+            None if p == 0 else torch.empty(g_count, b, d, device=self.device)
             for p, d in zip(self.dropout, (1600, 128), strict=True)
         ]
         for i, g in enumerate(self.generators):
@@ -312,7 +312,8 @@ class _Masks:
                 if m is not None:
                     m[i].bernoulli_(1 - p, generator=g)
         m1, m2 = (
-            m if m is None else m.div_(1 - p) for p, m in zip(self.dropout, masks, strict=True)
+            m if m is None else m.div_(1 - p).expand(self.runs, -1, -1)
+            for p, m in zip(self.dropout, masks, strict=True)
         )
         return m1, m2
 

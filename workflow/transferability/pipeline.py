@@ -45,11 +45,22 @@ def _splits(dataset: ImageDataset, train_samples: int | None, eval_samples: int 
     return train, train_eval, test
 
 
-def _set_threads(threads: int) -> None:
-    import torch
+#: Runs trained together per device type by default (benchmarks/train_throughput.py: on the
+#: 2-core CPU, grouped runs gain up to R ≈ 4 and lose beyond 12; on a GPU throughput grows to
+#: R ≈ 48 and beyond).
+RUNS_TOGETHER = {"cpu": 4, "cuda": 48}
 
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+
+def _history_row(record, **identity) -> dict:
+    c = record.checkpoint
+    return {
+        **identity,
+        "batches": c.batches,
+        "samples": c.samples,
+        "epochs": c.epochs,
+        "train_loss": record.train_loss,
+        **record.metrics,
+    }
 
 
 def pretrain(
@@ -61,69 +72,55 @@ def pretrain(
     seed: int,
     protocol: Mapping,
     threads: int = 1,
+    device: str = "auto",
 ) -> pd.DataFrame:
     """Pre-train one run of the thesis CNN on ``dataset_path`` and save a checkpoint at every
-    label in ``checkpoint_paths`` (label → path), plus the history table."""
-    import torch
+    label in ``checkpoint_paths`` (label → path), plus the history table.
 
+    One run per job, so that adding a seed adds a job (SPEC §5); it goes through the multi-run
+    trainer with R = 1, which is the faster path on CPU too (benchmarks/train_throughput.py).
+    """
     from transferability.artifacts import save_checkpoint
     from transferability.models import build_cnn
+    from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
-    from transferability.training import derive_seed, evaluate, train_run
+    from transferability.training import configure_torch, derive_seed
 
-    _set_threads(threads)
+    on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
     train, train_eval, test = _splits(
         dataset, protocol.get("train_samples"), protocol.get("eval_samples")
     )
     batch_size = int(protocol["batch_size"])
+    lr = float(protocol["lr"])
     checkpoints = resolve_checkpoints(list(checkpoint_paths), len(train), batch_size)
-    model = build_cnn(dataset.num_classes, seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(protocol["lr"]))
     rows = []
 
-    def evaluate_fn(m):
-        train_loss, train_acc = evaluate(m, train_eval)
-        test_loss, test_acc = evaluate(m, test)
-        return {
-            "train_eval_loss": train_loss,
-            "train_eval_accuracy": train_acc,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-        }
-
-    def on_checkpoint(record, m):
-        c = record.checkpoint
-        row = {
-            "source": source,
-            "dataset": dataset.name,
-            "seed": seed,
-            "step": c.label,
-            "batches": c.batches,
-            "samples": c.samples,
-            "epochs": c.epochs,
-            "train_loss": record.train_loss,
-            **record.metrics,
-        }
+    def on_checkpoint(_run, record, state):
+        row = _history_row(
+            record, source=source, dataset=dataset.name, seed=seed, step=record.checkpoint.label
+        )
         rows.append(row)
         meta = {
             **row,
             "num_classes": dataset.num_classes,
             "batch_size": batch_size,
-            "lr": float(protocol["lr"]),
+            "lr": lr,
+            "device": on.type,
             "version": __version__,
         }
-        save_checkpoint(checkpoint_paths[c.label], m.state_dict(), meta)
+        save_checkpoint(checkpoint_paths[record.checkpoint.label], state, meta)
 
-    train_run(
-        model,
+    train_runs(
+        [build_cnn(dataset.num_classes, seed)],
         train,
         checkpoints,
         batch_size=batch_size,
-        optimizer=optimizer,
-        data_seed=derive_seed(seed, "pretrain-data"),
-        evaluate_fn=evaluate_fn,
+        lr=lr,
+        data_seeds=[derive_seed(seed, "pretrain-data")],
+        evaluate={"train_eval": train_eval, "test": test},
         on_checkpoint=on_checkpoint,
+        device=on,
     )
     history = pd.DataFrame(rows)
     write_csv(history, history_path)
@@ -158,9 +155,9 @@ def extract(
 
     from transferability.artifacts import load_checkpoint
     from transferability.models import ThesisCNN
-    from transferability.training import to_input
+    from transferability.training import configure_torch, to_input
 
-    _set_threads(threads)
+    configure_torch(threads, "cpu")  # a forward pass over ≤ a few thousand images
     dataset = load_dataset(dataset_path)
     subset = pd.read_csv(subset_csv)
     index = subset["sample_index"].to_numpy()
@@ -277,71 +274,68 @@ def finetune(
     seed: int,
     protocol: Mapping,
     threads: int = 1,
+    device: str = "auto",
+    runs_together: Mapping[str, int] | None = None,
 ) -> None:
     """Fine-tune every pre-training checkpoint on the target (conv layers transferred, fc
     re-initialised, all weights trained) and write one accuracy curve per checkpoint.
 
     Head initialisation and batch order depend only on (seed, target), so every source and
     checkpoint of a seed is fine-tuned from the same head with the same data order: differences
-    between curves come from the transferred weights alone.
+    between curves come from the transferred weights alone. The checkpoints are therefore
+    trained together (multi-run trainer, one shared batch), ``runs_together[device]`` at a time.
     """
-    import torch
-
     from transferability.artifacts import load_checkpoint
+    from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
-    from transferability.training import derive_seed, evaluate, train_run, transfer_cnn
+    from transferability.training import configure_torch, derive_seed, transfer_cnn
 
-    _set_threads(threads)
+    on = configure_torch(threads, device)
+    group = int({**RUNS_TOGETHER, **(runs_together or {})}[on.type])
     dataset = load_dataset(dataset_path)
     train, _, test = _splits(dataset, protocol.get("train_samples"), protocol.get("eval_samples"))
     batch_size = int(protocol["batch_size"])
     checkpoints = resolve_checkpoints(list(protocol["checkpoints"]), len(train), batch_size)
-    for step, checkpoint_path in checkpoint_paths.items():
-        state, meta = load_checkpoint(checkpoint_path)
-        model = transfer_cnn(state, dataset.num_classes, derive_seed(seed, target, "head"))
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(protocol["lr"]))
-        rows = []
+    head_seed = derive_seed(seed, target, "head")
+    data_seed = derive_seed(seed, target, "finetune-data")
+    steps = list(checkpoint_paths)
+    for first in range(0, len(steps), group):
+        chunk = steps[first : first + group]
+        models, sources = [], []
+        for step in chunk:
+            state, meta = load_checkpoint(checkpoint_paths[step])
+            models.append(transfer_cnn(state, dataset.num_classes, head_seed))
+            sources.append(meta["source"])
+        rows: list[list[dict]] = [[] for _ in chunk]
 
-        def on_checkpoint(record, _model, rows=rows):
-            c = record.checkpoint
-            rows.append(
-                {
-                    "finetune_step": c.label,
-                    "batches": c.batches,
-                    "samples": c.samples,
-                    "epochs": c.epochs,
-                    "train_loss": record.train_loss,
-                    **record.metrics,
-                }
-            )
+        def on_checkpoint(run, record, _state, rows=rows):
+            rows[run].append(_history_row(record, finetune_step=record.checkpoint.label))
 
-        def evaluate_fn(m):
-            loss, acc = evaluate(m, test)
-            return {"test_loss": loss, "test_accuracy": acc}
-
-        train_run(
-            model,
+        train_runs(
+            models,
             train,
             checkpoints,
             batch_size=batch_size,
-            optimizer=optimizer,
-            data_seed=derive_seed(seed, target, "finetune-data"),
-            evaluate_fn=evaluate_fn,
+            lr=float(protocol["lr"]),
+            data_seeds=[data_seed] * len(chunk),
+            evaluate={"test": test},
             on_checkpoint=on_checkpoint,
+            device=on,
         )
-        curve = pd.DataFrame(rows)
-        curve.insert(0, "pretrain_step", step)
-        curve.insert(0, "seed", seed)
-        curve.insert(0, "source", meta["source"])
-        curve.insert(0, "target", target)
-        write_csv(curve, curve_paths[step])
-        log.info(
-            "fine-tuned %s step %s on %s: final accuracy %.4f",
-            meta["source"],
-            step,
-            target,
-            rows[-1]["test_accuracy"],
-        )
+        for step, source, run_rows in zip(chunk, sources, rows, strict=True):
+            curve = pd.DataFrame(run_rows)
+            curve.insert(0, "pretrain_step", step)
+            curve.insert(0, "seed", seed)
+            curve.insert(0, "source", source)
+            curve.insert(0, "target", target)
+            write_csv(curve, curve_paths[step])
+            log.info(
+                "fine-tuned %s step %s on %s: final accuracy %.4f",
+                source,
+                step,
+                target,
+                run_rows[-1]["test_accuracy"],
+            )
 
 
 #: Marker of the start-up line that benchmarks/job_overhead.py reads from every job log.
@@ -398,8 +392,9 @@ def build_tables(
     }
     aggregates = [m for m in metrics if m in metric_names("aggregate")]
     per_model = tables["metrics"]
-    tables["metrics"] = pd.concat([per_model, aggregate_metrics(per_model, aggregates)],
-                                  ignore_index=True)  # fmt: skip
+    tables["metrics"] = pd.concat(
+        [per_model, aggregate_metrics(per_model, aggregates)], ignore_index=True
+    )
     tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
     directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
     tables["logauc"] = log_auc_table(tables["finetune"])

@@ -1,0 +1,164 @@
+"""The pipeline's training jobs (pretrain, finetune) through the multi-run trainer, against the
+single-run reference :func:`training.train_run` with the seeds the pipeline documents."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from transferability.artifacts import load_checkpoint
+from transferability.data import ImageDataset, save_dataset
+from transferability.models import build_cnn
+from transferability.pipeline import finetune, pretrain
+from transferability.schedule import resolve_checkpoints
+from transferability.training import (
+    Split,
+    configure_torch,
+    derive_seed,
+    evaluate,
+    train_run,
+    transfer_cnn,
+)
+
+PRETRAIN = {"batch_size": 16, "lr": 1e-3, "train_samples": None, "eval_samples": None}
+PRETRAIN_STEPS = ["0", "2b", "9b"]
+FINETUNE = {**PRETRAIN, "checkpoints": ["0", "3b", "8b"]}
+
+
+def _dataset(seed: int, name: str) -> ImageDataset:
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        labels = rng.integers(0, 3, n)
+        images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+        images[:, 5:10, 5:10] += (labels * 60).astype(np.uint8)[:, None, None]
+        return images, labels
+
+    (train_x, train_y), (test_x, test_y) = split(120), split(60)
+    return ImageDataset(train_x, train_y, test_x, test_y, 3, name)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """One pre-training run of the pipeline: its dataset, checkpoints and history."""
+    root = tmp_path_factory.mktemp("pretrain")
+    dataset = _dataset(0, "toy_source")
+    save_dataset(dataset, root / "source.npz")
+    paths = {step: root / f"step{step}.pt" for step in PRETRAIN_STEPS}
+    history = pretrain(
+        root / "source.npz",
+        paths,
+        root / "history.csv",
+        source="toy",
+        seed=5,
+        protocol=PRETRAIN,
+        device="cpu",
+    )
+    return root, dataset, paths, history
+
+
+def _reference_states(model, train, labels, batch_size, data_seed):
+    saved = {}
+    train_run(
+        model,
+        train,
+        resolve_checkpoints(labels, len(train), batch_size),
+        batch_size=batch_size,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        data_seed=data_seed,
+        evaluate_fn=lambda m: {},
+        on_checkpoint=lambda r, m: saved.update(
+            {r.checkpoint.label: {k: v.detach().clone() for k, v in m.state_dict().items()}}
+        ),
+    )
+    return saved
+
+
+def _relative_update_gap(got, ref, init):
+    return max(float((got[k] - ref[k]).norm() / (ref[k] - init[k]).norm()) for k in ref)
+
+
+def test_pretrain_equals_the_single_run_reference(pretrained):
+    root, dataset, paths, history = pretrained
+    assert list(history["step"]) == PRETRAIN_STEPS
+    assert list(history.columns[:4]) == ["source", "dataset", "seed", "step"]
+    assert {"train_eval_accuracy", "test_accuracy", "test_loss"} <= set(history.columns)
+    configure_torch(1, "cpu")
+    reference = _reference_states(
+        build_cnn(3, 5),
+        Split.from_numpy(dataset.train_x, dataset.train_y),
+        PRETRAIN_STEPS,
+        16,
+        derive_seed(5, "pretrain-data"),
+    )
+    init = reference["0"]
+    for step, path in paths.items():
+        state, meta = load_checkpoint(path)
+        assert meta["step"] == step and meta["seed"] == 5 and meta["device"] == "cpu"
+        if step == "0":
+            assert all(torch.equal(state[k], init[k]) for k in init)
+        else:  # dropout on: the same masks as the reference run, so updates agree to rounding
+            assert _relative_update_gap(state, reference[step], init) <= 1e-2
+    model = build_cnn(3, 0)
+    model.load_state_dict(load_checkpoint(paths["9b"])[0])
+    _, accuracy = evaluate(model, Split.from_numpy(dataset.test_x, dataset.test_y))
+    assert history["test_accuracy"].iloc[-1] == pytest.approx(accuracy, abs=1e-12)
+
+
+def _finetune(root, paths, target_path, runs_together, name):
+    outputs = {step: root / name / f"step{step}.csv" for step in paths}
+    finetune(
+        paths,
+        target_path,
+        outputs,
+        target="toy_target",
+        seed=5,
+        protocol=FINETUNE,
+        device="cpu",
+        runs_together={"cpu": runs_together},
+    )
+    return {step: pd.read_csv(path) for step, path in outputs.items()}
+
+
+def test_finetune_grouping_changes_nothing_but_rounding(pretrained):
+    root, _, paths, _ = pretrained
+    target = _dataset(1, "toy_target")
+    save_dataset(target, root / "target.npz")
+    one = _finetune(root, paths, root / "target.npz", 1, "one_at_a_time")
+    together = _finetune(root, paths, root / "target.npz", 3, "together")
+    for step in PRETRAIN_STEPS:
+        a, b = one[step], together[step]
+        assert list(a["finetune_step"]) == FINETUNE["checkpoints"]
+        assert (a["pretrain_step"].astype(str) == step).all() and (a["source"] == "toy").all()
+        np.testing.assert_allclose(a["test_loss"], b["test_loss"], rtol=1e-4)
+        # at most one of the 60 test predictions flipped by rounding
+        assert np.abs(a["test_accuracy"] - b["test_accuracy"]).max() <= 1 / 60 + 1e-12
+    # different transferred weights give different curves
+    assert not np.allclose(one["0"]["test_loss"], one["9b"]["test_loss"])
+
+    # one curve against the single-run reference: head and data order from (seed, target)
+    configure_torch(1, "cpu")
+    state, _ = load_checkpoint(paths["2b"])
+    model = transfer_cnn(state, 3, derive_seed(5, "toy_target", "head"))
+    test = Split.from_numpy(target.test_x, target.test_y)
+    accuracies = []
+    train_run(
+        model,
+        Split.from_numpy(target.train_x, target.train_y),
+        resolve_checkpoints(FINETUNE["checkpoints"], len(target.train_y), 16),
+        batch_size=16,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        data_seed=derive_seed(5, "toy_target", "finetune-data"),
+        evaluate_fn=lambda m: dict(zip(("loss", "acc"), evaluate(m, test), strict=True)),
+        on_checkpoint=lambda r, m: accuracies.append(r.metrics["acc"]),
+    )
+    assert np.abs(np.array(accuracies) - together["2b"]["test_accuracy"]).max() <= 1 / 60 + 1e-12
+
+
+def test_configure_torch_rejects_unknown_or_missing_devices():
+    with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda'"):
+        configure_torch(1, "gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            configure_torch(1, "cuda")
+    assert configure_torch(1, "cpu") == torch.device("cpu")
