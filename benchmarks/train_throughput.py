@@ -4,10 +4,12 @@
     (PIL image → ``ToTensor`` → ``Normalize`` per sample) through a ``DataLoader`` (batch 64,
     shuffled), the model in the default NCHW layout, Adam 1e-4, ``loss.item()`` every step;
 (b) ``per_run``: the library's single-run path, ``training.train_run``, on in-memory tensors
-    (on CUDA its step loop, see :func:`_per_run_on_device`);
-(c) ``multi_run_<backend>``: ``multirun.train_runs`` with R runs at once (own data seeds, as in
-    pre-training), for both backends; ``multi_run_grouped_shared_data``: R runs with one data
-    order (the checkpoints of a source being fine-tuned on one target).
+    (on CUDA its step loop, see :func:`_per_run_on_device`); ``per_run_compiled``: the same
+    with ``torch.compile(model)`` (compilation time in the ``first call`` column);
+(c) ``multi_run_<backend>``: ``multirun.train_runs`` with R runs at once (own data seeds, as
+    seeds of a source would be), for both backends; ``multi_run_grouped_shared_data``: R runs
+    with one data order and one dropout seed (the checkpoints of a source being fine-tuned on
+    one target, as the workflow's fine-tuning jobs train them).
 
 Data: synthetic uint8 images of MNIST's shape (60 000 × 28 × 28, 10 classes). Each variant is
 warmed up, then timed over a fixed number of steps (≈ ``--seconds`` long, fixed from the warm-up
@@ -171,10 +173,14 @@ def _checkpoints(steps: int) -> list[Checkpoint]:
     return [Checkpoint("0", 0, 0, 0.0), Checkpoint(f"{steps}b", steps, samples, samples / N_TRAIN)]
 
 
-def per_run(train: Split, device: str) -> Callable[[int], int]:
+def per_run(train: Split, device: str, compiled: bool = False) -> Callable[[int], int]:
+    """(b); with ``compiled``, the model through ``torch.compile`` (its compile time is the
+    first call's, reported as ``first_call_s``)."""
     train = Split(train.images.to(device), train.labels.to(device))
     model = build_cnn(NUM_CLASSES, seed=0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    if compiled:
+        model = torch.compile(model)
     if device != "cpu":
         return _per_run_on_device(model, optimizer, train, device)
 
@@ -275,6 +281,7 @@ def main() -> None:
     variants: list[tuple[str, int, Callable[[int], int]]] = [
         ("thesis_loop", 1, thesis_loop(images, labels, device)),
         ("per_run", 1, per_run(train, device)),
+        ("per_run_compiled", 1, per_run(train, device, compiled=True)),
     ]
     for runs in args.runs:
         for name, backend, shared in (
@@ -287,8 +294,9 @@ def main() -> None:
     peak = matmul_peak_gflops(device)
     print(f"{device}, {threads} threads: 2048² float32 matmul {peak:,.0f} GFLOP/s", flush=True)
     steps: dict[int, int] = {}
+    first_call: dict[int, float] = {}
     for i, (name, runs, run) in enumerate(variants):
-        timed(run, 2, device)  # warm-up: allocations, kernel selection
+        _, first_call[i] = timed(run, 2, device)  # warm-up: allocations, kernels, compilation
         samples, elapsed = timed(run, 3, device)
         rate = samples / elapsed
         steps[i] = max(3, round(seconds * rate / (BATCH * runs)))
@@ -317,6 +325,7 @@ def main() -> None:
                 "fraction_of_matmul_peak": round(rate * flop / 1e9 / peak, 4),
                 "ratio_to_thesis_loop": round(rate / thesis_rate, 3),
                 "samples_measured": measured[i],
+                "first_call_s": round(first_call[i], 2),
                 "repetitions": reps,
                 "spread": round((max(rates[i]) - min(rates[i])) / rate, 3),
                 "threads": threads,
@@ -354,14 +363,15 @@ def render(rows: list[dict], device: str, threads: int, peak: float, projection:
         f"({N_TRAIN:,} × 28 × 28 uint8). Median of {rows[0]['repetitions']} timed repetitions "
         "(spread = (max − min) / median).",
         "",
-        "| variant | R | run-samples/s | GFLOP/s | of matmul peak | × thesis loop | spread |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | R | run-samples/s | GFLOP/s | of matmul peak | × thesis loop | spread "
+        "| first call (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['runs']} | {r['samples_per_s']:,.0f} | {r['gflops']:.1f} | "
             f"{r['fraction_of_matmul_peak']:.1%} | {r['ratio_to_thesis_loop']:.2f}× | "
-            f"{r['spread']:.0%} |"
+            f"{r['spread']:.0%} | {r['first_call_s']:.2f} |"
         )
     per_run = next(r for r in rows if r["variant"] == "per_run")
     multi = [r for r in rows if r["variant"].startswith("multi_run")]

@@ -105,6 +105,17 @@ def test_pretrain_equals_the_single_run_reference(pretrained):
     assert history["test_accuracy"].iloc[-1] == pytest.approx(accuracy, abs=1e-12)
 
 
+def test_pretrain_is_bit_reproducible_on_cpu(pretrained, tmp_path):
+    root, _, paths, history = pretrained
+    again = {step: tmp_path / f"step{step}.pt" for step in PRETRAIN_STEPS}
+    history_again = pretrain(root / "source.npz", again, tmp_path / "history.csv", source="toy",
+                             seed=5, protocol=PRETRAIN, device="cpu")  # fmt: skip
+    pd.testing.assert_frame_equal(history, history_again)
+    for step in PRETRAIN_STEPS:
+        first, second = load_checkpoint(paths[step])[0], load_checkpoint(again[step])[0]
+        assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 def _finetune(root, paths, target_path, runs_together, name):
     outputs = {step: root / name / f"step{step}.csv" for step in paths}
     finetune(

@@ -133,6 +133,23 @@ def test_activation_file_layout(tiny_run):
         assert np.array_equal(f["sample_index"][...], index)
 
 
+def test_every_job_logs_its_start_up_and_lifetime(tiny_run):
+    # What benchmarks/job_overhead.py sums: one row per job, start-up within the lifetime.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_overhead", REPO / "benchmarks" /
+                                                  "job_overhead.py")  # fmt: skip
+    job_overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job_overhead)
+    rows = job_overhead.collect(tiny_run / "results")
+    rules = {row["rule"] for row in rows}
+    assert {"pretrain", "extract", "metrics", "finetune", "tables", "figures"} <= rules
+    bench_files = list((tiny_run / "results").rglob("benchmarks/**/*.tsv"))
+    assert len(rows) == len(bench_files)
+    for row in rows:
+        assert 0 < row["startup_s"] < row["wall_s"], row
+
+
 def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert planned_jobs(tiny_run, tiny_config()) == []
 

@@ -244,7 +244,7 @@ class MultiRunCNN:
         model.drop1.p, model.drop2.p = self.dropout
         return model
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(
         self, split: Split, batch_size: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -338,14 +338,18 @@ def finetune(
             )
 
 
-#: Marker of the start-up line that benchmarks/job_overhead.py reads from every job log.
+#: Markers of the lines that benchmarks/job_overhead.py reads from every job log.
 STARTUP_MARKER = "start-up before work"
+LIFETIME_MARKER = "process lifetime"
 
 
 def setup_logging(log_path: str | Path | None) -> None:
     """Send this job's log records (and warnings) to its Snakemake ``log:`` file, starting with
     the seconds since the process started (interpreter, Snakemake's script preamble, imports):
-    the per-job overhead that job granularity must keep small (SPEC §9)."""
+    the per-job overhead that job granularity must keep small (SPEC §9). At exit the process's
+    whole lifetime is logged too: Snakemake's ``benchmark:`` clock of a ``script:`` job starts
+    only once the child process is running, so it misses part of the start-up."""
+    import atexit
     import time
 
     import psutil
@@ -361,8 +365,10 @@ def setup_logging(log_path: str | Path | None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
-    startup = time.time() - psutil.Process().create_time()
-    log.info("%s: %.2f s", STARTUP_MARKER, startup)
+    created = psutil.Process().create_time()
+    log.info("%s: %.2f s", STARTUP_MARKER, time.time() - created)
+    # Registered after logging's own shutdown hook, so it runs before it (LIFO).
+    atexit.register(lambda: log.info("%s: %.2f s", LIFETIME_MARKER, time.time() - created))
 
 
 def _concat(paths: Sequence[str | Path]) -> pd.DataFrame:

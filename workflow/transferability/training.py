@@ -35,7 +35,7 @@ def configure_torch(threads: int, device: str = "auto") -> torch.device:
     """Set up torch for one workflow job and return the device it trains on.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available). CPU results are
-    bit-reproducible (deterministic algorithms, ``threads`` intra-op threads). On CUDA float32
+    bit-reproducible for a given ``threads`` (intra-op threads). On CUDA float32
     stays float32 (TF32 off: with TF32 convolutions a multi-run and its single runs differed by
     ~2 % relative in the parameters after 20 steps, without by 1.5e-4; README, Performance), and
     cuDNN picks its algorithms freely, so GPU results are reproducible only up to float rounding.
@@ -50,8 +50,9 @@ def configure_torch(threads: int, device: str = "auto") -> torch.device:
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    else:
-        torch.use_deterministic_algorithms(True)
+    # No torch.use_deterministic_algorithms: the CPU kernels used here are deterministic at a
+    # fixed thread count (tests/test_pipeline_training.py), and the call imports torch._inductor
+    # and torch._dynamo, 1.5-3 s per job (benchmarks/results/job_overhead.md).
     return torch.device(device)
 
 
