@@ -173,3 +173,18 @@ def test_configure_torch_rejects_unknown_or_missing_devices():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             configure_torch(1, "cuda")
     assert configure_torch(1, "cpu") == torch.device("cpu")
+
+
+def test_process_age_is_within_the_wall_time_of_the_process():
+    # psutil's create_time is off by up to 1 s on Linux (whole-second boot time), which once
+    # made every job's start-up look 0.75 s longer; the age must fit in the measured lifetime.
+    import subprocess
+    import sys
+    import time
+
+    code = "from transferability.pipeline import process_age; print(process_age())"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.monotonic() - start
+    age = float(out.stdout)
+    assert 0 < age <= wall + 0.02  # /proc counts in clock ticks of 10 ms
