@@ -16,8 +16,12 @@ except tconfig.ConfigError as err:
 
 
 DATA_DIR = config["data_dir"]
-TRACKS = list(config["tracks"])
+TRACKS = config["run_tracks"] or list(config["tracks"])
+_unknown = [name for name in TRACKS if name not in config["tracks"]]
+if _unknown:
+    raise WorkflowError(f"run_tracks: {_unknown} not configured under tracks")
 CNN = "cnn"
+VGG_TRACK = tconfig.VGG_TRACK
 # Training jobs hold a GPU only when the config says they run on one (SPEC §11).
 TRAINING_GPUS = 1 if config["device"] == "cuda" else 0
 
@@ -37,6 +41,9 @@ def track_cfg(track):
 
 
 def steps(track, stage):
+    # a track that is not configured has no checkpoints (its rules then match nothing)
+    if track not in config["tracks"]:
+        return []
     return tconfig.checkpoint_labels(config, track, stage)
 
 
@@ -106,18 +113,34 @@ def history_files(track):
 
 
 def metric_files(track):
+    if track == VGG_TRACK:
+        return vgg_model_files(
+            "results/vgg/metrics/{target}/{source}/seed{seed}/stepfinal.csv"
+        )
     return per_model_files(
         track, "results/{track}/metrics/{target}/{source}/seed{seed}/step{step}.csv"
     )
 
 
 def finetune_files(track):
+    if track == VGG_TRACK:
+        return vgg_model_files(
+            "results/vgg/finetune/{target}/{source}/seed{seed}/stepfinal.csv",
+            with_scratch=True,
+        )
     return per_model_files(
         track, "results/{track}/finetune/{target}/{source}/seed{seed}/step{step}.csv"
     )
 
 
 FIGURES = ["pretrain_accuracy", "metrics_per_layer", "finetune_curves", "correlations"]
+
+
+def track_figures(track):
+    # loaded models have no pre-training curve
+    return FIGURES[1:] if track == VGG_TRACK else FIGURES
+
+
 TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
 
 
@@ -125,6 +148,11 @@ def activation_files(track):
     """Activation files are final targets (unless temporary), so a deleted one is recomputed."""
     if config["temp_activations"]:
         return []
+    if track == VGG_TRACK:
+        return [
+            f for target in VGG["targets"] for source, seed in models(track)
+            for f in vgg_model_activations(target, source, seed)
+        ]  # fmt: skip
     return [
         f"{activation_dir(track, target, source, seed, step)}/{layer}.h5"
         for target in track_cfg(track)["targets"]
@@ -140,8 +168,108 @@ def all_outputs():
         for track in TRACKS
         for kind, names, exts in (
             ("tables", TABLES, ["csv"]),
-            ("figures", FIGURES, ["png", "pdf"]),
+            ("figures", track_figures(track), ["png", "pdf"]),
         )
         for name in names
         for ext in exts
+    ]
+
+
+# --- VGG track -------------------------------------------------------------------------------
+
+VGG = config["tracks"].get(VGG_TRACK, {"sources": {}, "targets": {}, "layers": []})
+VGG_FEATURES_ONLY = {"vgg16_features"}
+VGG_LAYERS_FULL = list(VGG["layers"])
+VGG_LAYERS_FEATURES = [layer for layer in VGG["layers"] if layer.startswith("pool")]
+NO_NAME = "(?!x)x"  # a regex that matches nothing, for an empty set of sources
+
+
+def _names(names):
+    return "|".join(sorted(names)) or NO_NAME
+
+
+VGG_FULL_SOURCES = _names(
+    s for s, c in VGG["sources"].items() if c["arch"] not in VGG_FEATURES_ONLY
+)
+VGG_FEATURE_SOURCES = _names(
+    s for s, c in VGG["sources"].items() if c["arch"] in VGG_FEATURES_ONLY
+)
+
+for _missing in tconfig.missing_vgg_inputs(config):
+    print(
+        f"transferability: missing, provide it before running: {_missing}",
+        file=sys.stderr,
+    )
+
+
+def vgg_source_cfg(source):
+    return VGG["sources"][source]
+
+
+def vgg_target_cfg(target):
+    return VGG["targets"][target]
+
+
+def vgg_target_inputs(wildcards):
+    """The image folder, when the workflow builds it; external folders are read in place."""
+    cfg = vgg_target_cfg(wildcards.target)
+    return [cfg["root"]] if cfg.get("make_from") else []
+
+
+def vgg_weight_inputs(wildcards):
+    """The weight file as input where it is a file (so a new file re-runs the source); a
+    missing external file is left to the job, which names it (see missing_vgg_inputs).
+    """
+    weights = tconfig.vgg_weights(config, wildcards.source)
+    if vgg_source_cfg(wildcards.source).get("pretrain_on"):
+        return [weights]
+    return [weights] if Path(weights).is_file() else []
+
+
+def vgg_layers(source):
+    if vgg_source_cfg(source)["arch"] in VGG_FEATURES_ONLY:
+        return VGG_LAYERS_FEATURES
+    return VGG_LAYERS_FULL
+
+
+def vgg_model_activations(target, source, seed):
+    folder = f"results/vgg/activations/{target}/{source}/seed{seed}/stepfinal"
+    files = [f"{folder}/{layer}.h5" for layer in vgg_layers(source)]
+    if vgg_source_cfg(source)["arch"] not in VGG_FEATURES_ONLY:
+        files.append(f"{folder}/logits.h5")
+    return files
+
+
+def vgg_activation_inputs(wildcards):
+    folder = f"results/vgg/activations/{wildcards.target}/{wildcards.source}/seed{wildcards.seed}"
+    return [f"{folder}/stepfinal/{layer}.h5" for layer in vgg_layers(wildcards.source)]
+
+
+def vgg_logits_inputs(wildcards):
+    files = vgg_model_activations(wildcards.target, wildcards.source, wildcards.seed)
+    return [f for f in files if Path(f).name == "logits.h5"]
+
+
+def vgg_finetune_checkpoint(wildcards):
+    if wildcards.source == "scratch":
+        return []
+    return f"results/vgg/checkpoints/{wildcards.source}/seed{wildcards.seed}/final.pt"
+
+
+def vgg_finetune_protocol(target):
+    protocol = dict(VGG["finetune"])
+    if "batch_size" in vgg_target_cfg(target):
+        protocol["batch_size"] = vgg_target_cfg(target)["batch_size"]
+    return protocol
+
+
+def vgg_model_files(pattern, with_scratch=False):
+    sources = list(VGG["sources"]) + (
+        ["scratch"] if with_scratch and VGG.get("scratch") else []
+    )
+    return [
+        pattern.format(target=target, source=source, seed=seed)
+        for target in VGG["targets"]
+        for source in sources
+        for seed in VGG.get("seeds", [0])
     ]

@@ -30,6 +30,8 @@ rule target_subset:
         "results/{track}/logs/subset/{target}.log",
     benchmark:
         "results/{track}/benchmarks/subset/{target}.tsv"
+    wildcard_constraints:
+        track=CNN,
     conda:
         "../envs/transferability.yaml"
     threads: 1

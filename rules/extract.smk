@@ -18,6 +18,8 @@ rule extract:
         "results/{track}/logs/extract/{target}/{source}/seed{seed}.log",
     benchmark:
         "results/{track}/benchmarks/extract/{target}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

@@ -12,6 +12,8 @@ rule finetune:
         "results/{track}/logs/finetune/{target}/{source}/seed{seed}.log",
     benchmark:
         "results/{track}/benchmarks/finetune/{target}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

@@ -12,6 +12,8 @@ rule metrics:
         "results/{track}/logs/metrics/{target}/{source}/seed{seed}.log",
     benchmark:
         "results/{track}/benchmarks/metrics/{target}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
     conda:
         "../envs/transferability.yaml"
     threads: 1

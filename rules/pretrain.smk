@@ -12,6 +12,8 @@ rule pretrain:
         "results/{track}/logs/pretrain/{source}/seed{seed}.log",
     benchmark:
         "results/{track}/benchmarks/pretrain/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
     conda:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]

@@ -248,9 +248,11 @@ def metric_table(
         for name in layer_metrics:
             value, note = _safely(METRICS[name], stats)
             rows.append({"layer": layer, "metric": name, "value": value, "note": note})
-    if prediction_metrics:
-        if logits_file is None:
-            raise ValueError(f"metrics {prediction_metrics} need the source head's logits file")
+    if prediction_metrics and logits_file is None:  # an encoder-only source has no head
+        for name in prediction_metrics:
+            note = "undefined: the source model has no classifier head (no logits)"
+            rows.append({"layer": "logits", "metric": name, "value": math.nan, "note": note})
+    elif prediction_metrics:
         logits, labels, _ = read_activations(logits_file)
         probs = softmax(logits)
         for name in prediction_metrics:

@@ -86,10 +86,17 @@ def resolve_checkpoints(labels: list[str], n_train: int, batch_size: int) -> lis
     return resolved
 
 
+#: The step label of a model loaded from weights (VGG track): after every training label.
+FINAL = "final"
+
+
 def sort_labels(labels: list[str]) -> list[str]:
-    """Labels in training order without knowing the dataset size (epochs after batches)."""
+    """Labels in training order without knowing the dataset size (epochs after batches;
+    ``final``, the label of loaded models, last)."""
 
     def key(label: str) -> tuple[int, int]:
+        if label == FINAL:
+            return (2, 0)
         count, unit = parse_label(label)
         return (0 if unit == "b" else 1, count) if count else (-1, 0)
 

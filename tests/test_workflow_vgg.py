@@ -1,0 +1,145 @@
+"""The tiny VGG configuration end to end through Snakemake: weights trained by the workflow and
+loaded through the weight-file path, an image-folder target it writes, extraction, metrics,
+fine-tuning (with the from-scratch baseline) and the same tables as the CNN track."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from test_workflow import DATA_DIR, REPO, planned_jobs, snakemake
+
+from transferability import config as tconfig
+from transferability.artifacts import load_checkpoint, read_activations, read_attrs
+
+SOURCES = ["tiny_fashion", "tiny_fashion_short", "tiny_mnist", "random"]
+LAYERS = ["pool1", "pool2", "pool3", "pool4", "pool5", "fc6", "fc7", "fc8"]
+
+
+def tiny_vgg_config() -> dict:
+    config = yaml.safe_load((REPO / "tests" / "config" / "tiny_vgg.yaml").read_text())
+    config["data_dir"] = str(DATA_DIR)
+    return config
+
+
+@pytest.fixture(scope="session")
+def vgg_run(tmp_path_factory) -> Path:
+    for name in ("mnist", "fashion_mnist"):
+        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
+    workdir = tmp_path_factory.mktemp("tiny_vgg")
+    snakemake(workdir, tiny_vgg_config(), "--cores", "2")
+    return workdir
+
+
+def test_tiny_vgg_run_fills_the_tables(vgg_run):
+    tables = vgg_run / "results" / "vgg" / "tables"
+    sources = pd.read_csv(tables / "pretrain.csv")
+    assert sorted(sources["source"]) == sorted(SOURCES)
+    assert set(sources["step"]) == {"final"}
+    metrics = pd.read_csv(tables / "metrics.csv", keep_default_na=True)
+    for source in SOURCES:
+        got = metrics[metrics["source"] == source]
+        assert set(got["layer"]) == set(LAYERS) | {"logits"}
+        assert got[got["metric"] == "rsa"]["value"].notna().all()
+    finetune = pd.read_csv(tables / "finetune.csv")
+    assert sorted(finetune["source"].unique()) == sorted(SOURCES + ["scratch"])
+    assert list(finetune[finetune["source"] == "random"]["finetune_step"].astype(str)) == [
+        "0", "3b", "10b", "30b"
+    ]  # fmt: skip
+    logauc = pd.read_csv(tables / "logauc.csv")
+    assert len(logauc) == len(SOURCES) + 1 and logauc["logauc"].between(0, 1).all()
+    # weights pre-trained on the target's own dataset beat frozen random features
+    final = logauc.set_index("source")["final_accuracy"]
+    assert final["tiny_fashion"] > final["random"], logauc
+    correlations = pd.read_csv(tables / "correlations.csv")
+    everything = correlations[correlations["grouping"] == "all"]
+    assert (everything["n"] == len(SOURCES)).all()  # scratch has no metrics: not a model
+    assert everything["rho"].notna().any()
+    for figure in ("metrics_per_layer", "finetune_curves", "correlations"):
+        assert (vgg_run / "results" / "vgg" / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_weights_made_by_the_workflow_load_like_external_files(vgg_run):
+    results = vgg_run / "results" / "vgg"
+    weights = torch.load(results / "weights" / "tiny_fashion.pt", weights_only=True)
+    state, meta = load_checkpoint(results / "checkpoints" / "tiny_fashion" / "seed0" / "final.pt")
+    assert meta["weights"] == "results/vgg/weights/tiny_fashion.pt"
+    assert (meta["arch"], meta["num_classes"]) == ("vgg_tiny", 10)
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+def test_activation_files_match_the_cnn_layout(vgg_run):
+    folder = vgg_run / "results" / "vgg" / "activations" / "fashion" / "random" / "seed0"
+    values, labels, attrs = read_activations(folder / "stepfinal" / "pool1.h5")
+    subset = pd.read_csv(vgg_run / "results" / "vgg" / "subsets" / "fashion.csv")
+    assert values.shape == (len(subset), 8 * 16 * 16)
+    assert list(labels) == list(subset["label"])
+    assert tuple(read_attrs(folder / "stepfinal" / "pool1.h5")["layer_shape"]) == (8, 16, 16)
+    assert attrs["layer"] == "pool1" and attrs["step"] == "final"
+    logits, _, _ = read_activations(folder / "stepfinal" / "logits.h5")
+    assert logits.shape == (len(subset), 10)
+
+
+def test_split_index_is_identical_across_runs(vgg_run, tmp_path):
+    index = vgg_run / "results" / "vgg" / "splits" / "fashion.csv"
+    first = index.read_bytes()
+    copy = tmp_path / "run"
+    shutil.copytree(vgg_run, copy, symlinks=True)
+    snakemake(copy, tiny_vgg_config(), "--cores", "1", "--forcerun", "vgg_split",
+              "--until", "vgg_split")  # fmt: skip
+    assert (copy / "results" / "vgg" / "splits" / "fashion.csv").read_bytes() == first
+    table = pd.read_csv(index)
+    assert set(table["split"]) == {"train", "test"}
+    assert table.groupby("class")["split"].apply(lambda s: (s == "test").sum()).eq(4).all()
+
+
+def test_nothing_to_do_after_a_complete_vgg_run(vgg_run):
+    assert planned_jobs(vgg_run, tiny_vgg_config()) == []
+
+
+def test_adding_a_vgg_source_plans_only_its_jobs(vgg_run):
+    config = tiny_vgg_config()
+    config["tracks"]["vgg"]["sources"]["random2"] = {"arch": "vgg_tiny", "weights": "random"}
+    jobs = planned_jobs(vgg_run, config)
+    per_model = [(rule, wc.get("source")) for rule, wc in jobs if "source" in wc]
+    assert {source for _, source in per_model} == {"random2"}
+    assert {rule for rule, _ in per_model} == {
+        "vgg_source", "vgg_extract", "vgg_metrics", "vgg_finetune"
+    }  # fmt: skip
+
+
+def test_paper_vgg_config_validates_and_dry_runs_naming_missing_files(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper_vgg.yaml").read_text())
+    tconfig.check(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert "missing, provide it before running: tracks.vgg.sources.places365.weights" in (
+        result.stderr
+    )
+    assert "tracks.vgg.targets.malaria.root: data/malaria" in result.stderr
+    assert "vgg_finetune" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda v: v["sources"]["random"].update(pretrain_on="mnist"), "exactly one of"),
+        (lambda v: v["sources"]["random"].update(arch="vgg11"), "arch"),
+        (
+            lambda v: v["sources"].update(scratch={"arch": "vgg_tiny", "weights": "random"}),
+            "names the from-scratch baseline",
+        ),  # fmt: skip
+        (lambda v: v["targets"]["fashion"].update(make_from="svhn"), "unknown dataset 'svhn'"),
+        (lambda v: v["layers"].append("conv5"), "layers"),
+    ],
+)
+def test_bad_vgg_config_stops_before_any_job(tmp_path, change, expected):
+    config = tiny_vgg_config()
+    change(config["tracks"]["vgg"])
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,26 @@
+"""Rule vgg_finetune: one source (or the from-scratch baseline) fine-tuned on one target."""
+
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
+from transferability.pipeline import setup_logging
+from transferability.pipeline_vgg import finetune
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+vgg = sm.config["tracks"]["vgg"]
+finetune(
+    sm.input.checkpoint or None,
+    sm.params.root,
+    sm.input.index,
+    sm.output[0],
+    target=sm.wildcards.target,
+    source=sm.wildcards.source,
+    seed=int(sm.wildcards.seed),
+    protocol=sm.params.protocol,
+    resize=vgg["transforms"]["resize"],
+    crop=vgg["transforms"]["crop"],
+    extras=sm.params.extras,
+    scratch_arch=sm.params.scratch,
+    threads=sm.threads,
+    device=sm.config["device"],
+)

@@ -1,0 +1,14 @@
+"""Rule vgg_metrics: the metric table of one model on one target."""
+
+from transferability.artifacts import write_csv
+from transferability.pipeline import metric_table, setup_logging
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+logits = sm.input.logits[0] if sm.input.logits else None
+table = metric_table(sm.input.activations, sm.params.metrics, logits)
+table.insert(0, "step", "final")
+for column, value in (("seed", sm.wildcards.seed), ("source", sm.wildcards.source),
+                      ("target", sm.wildcards.target), ("track", "vgg")):  # fmt: skip
+    table.insert(0, column, value)
+write_csv(table, sm.output[0])

@@ -1,0 +1,21 @@
+"""Rule vgg_source: check a source's weights against its architecture; save the checkpoint."""
+
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
+from transferability.pipeline import setup_logging
+from transferability.pipeline_vgg import load_source
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+source = sm.params.source
+load_source(
+    sm.params.weights,
+    sm.output.checkpoint,
+    sm.output.history,
+    source=sm.wildcards.source,
+    seed=int(sm.wildcards.seed),
+    arch=source["arch"],
+    cifar=source["cifar"],
+    remap=source.get("remap"),
+    allow_download=sm.config["allow_download"],
+)

@@ -1,0 +1,19 @@
+"""Rule vgg_weights: train a source architecture here and write its weight file."""
+
+import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
+
+from transferability.pipeline import setup_logging
+from transferability.pipeline_vgg import pretrain_weights
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+source = sm.params.source
+pretrain_weights(
+    sm.input[0],
+    sm.output[0],
+    arch=source["arch"],
+    cifar=source["cifar"],
+    steps=source["pretrain_steps"],
+    threads=sm.threads,
+    device=sm.config["device"],
+)

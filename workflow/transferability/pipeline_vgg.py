@@ -1,0 +1,386 @@
+"""One function per job of the VGG track (SPEC §6.2): source weights, extraction, fine-tuning.
+
+Like :mod:`transferability.pipeline`, every function takes plain paths and settings, so it runs
+without Snakemake. Models are rebuilt from a checkpoint's metadata (``arch``, ``cifar``,
+``num_classes``), which :func:`load_source` writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from transferability import __version__
+from transferability.artifacts import activation_writer, write_csv
+
+log = logging.getLogger(__name__)
+
+#: ImageNet statistics, as the thesis's transforms (and torchvision's weights) use.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Head size of a ``random`` source (no file to read it from): ImageNet's, or CIFAR-10's.
+RANDOM_HEAD = {False: 1000, True: 10}
+
+
+def pretrain_weights(
+    dataset_path: str | Path,
+    out_path: str | Path,
+    *,
+    arch: str,
+    cifar: bool = False,
+    seed: int = 0,
+    steps: int = 200,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    threads: int = 1,
+    device: str = "auto",
+) -> None:
+    """Train ``arch`` on an MNIST-like dataset (grey images as 3 channels at the model's input
+    size, ImageNet-normalised) for ``steps`` Adam steps and write a plain state-dict file — the
+    kind of file a user brings for an external source, loaded the same way afterwards.
+
+    Adam, not the thesis's SGD: a deep VGG without batch norm does not get off the ground with
+    SGD (lr 0.01, momentum 0.9) in a few hundred steps (vgg_tiny on FashionMNIST: loss still
+    2.30 after 300 steps, 1.21 with Adam)."""
+    import torch
+    import torch.nn.functional as F
+
+    from transferability.artifacts import atomic_path
+    from transferability.data import load_dataset
+    from transferability.training import configure_torch, derive_seed
+    from transferability.vgg import build_vgg, input_size
+
+    on = configure_torch(threads, device)
+    dataset = load_dataset(dataset_path)
+    model = build_vgg(arch, dataset.num_classes, cifar=cifar, seed=seed).to(on).train()
+    size = input_size(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(derive_seed(seed, arch, "vgg-weights"))
+    images = torch.from_numpy(dataset.train_x)
+    labels = torch.from_numpy(dataset.train_y)
+    loss_sum = torch.zeros((), device=on)
+    for _ in range(steps):
+        idx = torch.randint(len(labels), (batch_size,), generator=generator)
+        x = grey_to_rgb(images[idx], size).to(on)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), labels[idx].to(on))
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+    log.info(
+        "trained %s on %s for %d steps: mean loss %.4f",
+        arch,
+        dataset.name,
+        steps,
+        float(loss_sum) / steps,
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_path) as tmp:
+        torch.save(state, tmp)
+
+
+def grey_to_rgb(images, size: int):
+    """uint8 grey images (n, h, w) → ImageNet-normalised float (n, 3, size, size)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = images.float().div(255.0).unsqueeze(1)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x.expand(-1, 3, -1, -1) - mean) / std
+
+
+def split_target(
+    root: str | Path,
+    index_csv: str | Path,
+    subset_csv: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    per_class: int = 30,
+    subset_seed: int = 0,
+) -> pd.DataFrame:
+    """The target's fixed 80/20 class-stratified split (``index_csv``: every model is fine-tuned
+    and evaluated on the same images) and its extraction subset (``subset_csv``: ``per_class``
+    test images per class, with ``sample_index`` = their row in the split index)."""
+    from transferability.imagefolder import extraction_subset, write_split_index
+
+    index = write_split_index(root, index_csv, test_fraction=test_fraction, seed=seed)
+    subset = extraction_subset(index, per_class=per_class, seed=subset_seed)
+    subset = subset.rename_axis("sample_index").reset_index()
+    write_csv(subset, subset_csv)
+    log.info(
+        "target %s: %d images, %d test, %d for extraction",
+        root,
+        len(index),
+        int((index["split"] == "test").sum()),
+        len(subset),
+    )
+    return subset
+
+
+def load_source(
+    weights: str,
+    out_checkpoint: str | Path,
+    out_history: str | Path | None = None,
+    *,
+    source: str,
+    seed: int,
+    arch: str,
+    cifar: bool = False,
+    remap: Mapping[str, str] | None = None,
+    allow_download: bool = False,
+) -> None:
+    """Check and load a source's weights (a file, a torchvision weight name, or ``"random"``:
+    seeded initialisation) into its architecture and save it as the track's checkpoint
+    ``…/seed{seed}/final.pt`` with the metadata needed to rebuild it."""
+    from transferability.artifacts import save_checkpoint
+    from transferability.training import derive_seed
+    from transferability.vgg import build_vgg, head_classes, load_weights
+
+    if weights == "random":
+        num_classes = RANDOM_HEAD[cifar or arch == "vgg_tiny"]
+        model = build_vgg(arch, num_classes, cifar=cifar, seed=derive_seed(seed, source, "random"))
+        num_classes = model.num_classes
+    else:
+        num_classes = None
+        if arch != "vgg16_features":
+            num_classes = head_classes(weights, remap=remap, allow_download=allow_download)
+        model = build_vgg(arch, num_classes or 1000, cifar=cifar, seed=0)
+        load_weights(model, weights, remap=remap, allow_download=allow_download)
+        num_classes = model.num_classes
+    meta = {
+        "source": source,
+        "seed": seed,
+        "step": "final",
+        "arch": arch,
+        "cifar": cifar,
+        "num_classes": num_classes,
+        "weights": str(weights),
+        "version": __version__,
+    }
+    save_checkpoint(out_checkpoint, model.state_dict(), meta)
+    if out_history is not None:  # the track's "pretrain" table: what each source is
+        write_csv(pd.DataFrame([{k: v for k, v in meta.items() if k != "version"}]), out_history)
+    log.info("source %s: %s weights %s -> %s", source, arch, weights, out_checkpoint)
+
+
+def _model_from_checkpoint(path: str | Path):
+    from transferability.artifacts import load_checkpoint
+    from transferability.vgg import build_vgg
+
+    state, meta = load_checkpoint(path)
+    num_classes = meta["num_classes"]  # None for encoder-only sources
+    model = build_vgg(
+        meta["arch"], None if num_classes is None else int(num_classes), cifar=bool(meta["cifar"])
+    )
+    model.load_state_dict(state)
+    return model, meta
+
+
+def extract(
+    checkpoint: str | Path,
+    root: str | Path,
+    subset_csv: str | Path,
+    activation_paths: Mapping[str, str | Path],
+    logits_path: str | Path | None,
+    *,
+    target: str,
+    resize: int,
+    crop: int,
+    batch_size: int = 16,
+    compression: str | None = "lzf",
+    threads: int = 1,
+) -> None:
+    """Feed the target's extraction subset through one model and write each requested layer
+    (``activation_paths[layer]``) and, for models with a classifier, the source head's logits.
+    Rows are written batch by batch: a layer never has to fit in memory for all samples."""
+    import torch
+
+    from transferability.imagefolder import ImageFolderSplit, build_transform
+    from transferability.training import configure_torch
+    from transferability.vgg import forward_layers, layer_names
+
+    configure_torch(threads, "cpu")
+    model, meta = _model_from_checkpoint(checkpoint)
+    model.eval()
+    subset = pd.read_csv(subset_csv)
+    dataset = ImageFolderSplit(root, subset, build_transform(False, resize=resize, crop=crop))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    outputs = dict(activation_paths)
+    if logits_path is not None:
+        if "fc8" not in layer_names(model):
+            raise ValueError(f"{checkpoint} has no classifier: no logits to write")
+        outputs["logits"] = logits_path
+    labels = subset["label"].to_numpy()
+    index = subset["sample_index"].to_numpy()
+    attrs = {
+        "model": str(checkpoint),
+        "source": meta["source"],
+        "seed": meta["seed"],
+        "step": "final",
+        "target": target,
+        "version": __version__,
+    }
+    wanted = [layer for layer in outputs if layer != "logits"] + (
+        ["fc8"] if "logits" in outputs else []
+    )
+    with contextlib.ExitStack() as stack, torch.inference_mode():
+        sinks: dict[str, object] = {}
+        row = 0
+        for x, _ in loader:
+            values = forward_layers(model, x, list(dict.fromkeys(wanted)))
+            values = {name: values["fc8" if name == "logits" else name] for name in outputs}
+            if not sinks:
+                for name, path in outputs.items():
+                    sinks[name] = stack.enter_context(
+                        activation_writer(
+                            path,
+                            len(subset),
+                            tuple(values[name].shape[1:]),
+                            labels,
+                            index,
+                            {**attrs, "layer": name},
+                            compression=None if name == "logits" else compression,
+                        )
+                    )
+            n = x.shape[0]
+            for name, sink in sinks.items():
+                sink[row : row + n] = values[name].reshape(n, -1).numpy()
+            row += n
+    log.info(
+        "extracted %s on %s: %d samples, layers %s", meta["source"], target, row, list(outputs)
+    )
+
+
+def finetune(
+    checkpoint: str | Path | None,
+    root: str | Path,
+    index_csv: str | Path,
+    curve_path: str | Path,
+    *,
+    target: str,
+    source: str,
+    seed: int,
+    protocol: Mapping,
+    resize: int,
+    crop: int,
+    extras: str | None = None,
+    scratch_arch: str | None = None,
+    threads: int = 1,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Fine-tune one source on one target (thesis §2.3.3) and write its accuracy curve.
+
+    Transferred: the feature extractor; new: the classifier (head seeded by (seed, target));
+    trainable: the last conv layer and the classifier (:func:`vgg.transfer_vgg`). With
+    ``checkpoint=None`` the baseline ``scratch_arch`` is trained from scratch, all weights
+    trainable. SGD with momentum, lr × ``lr_gamma`` every ``lr_step_epochs`` epochs, evaluation
+    on the target's test split (centre crop) at the log-grid checkpoints.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from transferability.imagefolder import ImageFolderSplit, build_transform, read_split_index
+    from transferability.schedule import resolve_checkpoints, steps_per_epoch
+    from transferability.training import configure_torch, derive_seed
+    from transferability.vgg import build_vgg, transfer_vgg
+
+    on = configure_torch(threads, device)
+    index = read_split_index(index_csv, root)
+    train_rows = index[index["split"] == "train"].reset_index(drop=True)
+    test_rows = index[index["split"] == "test"].reset_index(drop=True)
+    if protocol.get("eval_samples"):
+        test_rows = test_rows.sample(
+            n=min(len(test_rows), int(protocol["eval_samples"])), random_state=0
+        ).reset_index(drop=True)
+    num_classes = int(index["label"].max()) + 1
+    if checkpoint is None:
+        if scratch_arch is None:
+            raise ValueError("fine-tuning from scratch needs scratch_arch")
+        model = build_vgg(scratch_arch, num_classes, seed=derive_seed(seed, target, "scratch"))
+    else:
+        source_model, _ = _model_from_checkpoint(checkpoint)
+        model = transfer_vgg(source_model, num_classes, head_seed=derive_seed(seed, target, "head"))
+    model.to(on)
+    batch_size = int(protocol["batch_size"])
+    per_epoch = steps_per_epoch(len(train_rows), batch_size)
+    checkpoints = resolve_checkpoints(list(protocol["checkpoints"]), len(train_rows), batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr0 = float(protocol["lr"])
+    optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(protocol["momentum"]))
+    torch.manual_seed(derive_seed(seed, target, "augment"))  # random crops and flips
+    train = ImageFolderSplit(
+        root, train_rows, build_transform(True, resize=resize, crop=crop, extras=extras)
+    )
+    test = ImageFolderSplit(root, test_rows, build_transform(False, resize=resize, crop=crop))
+    loader = torch.utils.data.DataLoader(
+        train,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(derive_seed(seed, target, "finetune-data")),
+    )
+
+    def evaluate() -> tuple[float, float]:
+        model.eval()
+        loss_sum, correct = 0.0, 0
+        with torch.inference_mode():
+            for x, y in torch.utils.data.DataLoader(test, batch_size=batch_size):
+                logits = model(x.to(on))
+                loss_sum += float(F.cross_entropy(logits, y.to(on), reduction="sum"))
+                correct += int((logits.argmax(1).cpu() == y).sum())
+        model.train()
+        n = max(len(test), 1)
+        return loss_sum / n, correct / n
+
+    rows, done = [], 0
+    batches = iter(loader)
+    loss_sum = torch.zeros((), device=on)
+    model.train()
+    for c in checkpoints:
+        todo = c.batches - done
+        for step in range(done, c.batches):
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                x, y = next(batches)
+            decays = (step // per_epoch) // int(protocol["lr_step_epochs"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr0 * float(protocol["lr_gamma"]) ** decays
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x.to(on)), y.to(on))
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        done = c.batches
+        test_loss, test_accuracy = evaluate()
+        rows.append(
+            {
+                "target": target,
+                "source": source,
+                "seed": seed,
+                "pretrain_step": "final",
+                "finetune_step": c.label,
+                "batches": c.batches,
+                "samples": c.samples,
+                "epochs": c.epochs,
+                "train_loss": float(loss_sum) / todo if todo else math.nan,
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+            }
+        )
+        loss_sum.zero_()
+        log.info(
+            "%s on %s, checkpoint %s: test accuracy %.4f", source, target, c.label, test_accuracy
+        )
+    curve = pd.DataFrame(rows)
+    write_csv(curve, curve_path)
+    return curve
