@@ -73,6 +73,10 @@ rule vgg_split:
             "per_class", VGG["extract"]["per_class"]
         ),
         subset_seed=lambda wc: VGG["extract"]["seed"],
+        subset_split=lambda wc: vgg_target_cfg(wc.target)["extract_split"],
+        test_fraction=lambda wc: vgg_target_cfg(wc.target).get(
+            "test_fraction", VGG["split"]["test_fraction"]
+        ),
     script:
         "../workflow/scripts/vgg_split.py"
 
@@ -126,7 +130,7 @@ rule vgg_extract:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=0,
+        gpu=TRAINING_GPUS,
     params:
         layers=VGG_LAYERS_FULL,
         root=lambda wc: vgg_target_cfg(wc.target)["root"],

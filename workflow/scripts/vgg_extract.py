@@ -20,4 +20,5 @@ extract(
     batch_size=vgg["extract"]["batch_size"],
     compression=vgg["extract"]["compression"],
     threads=sm.threads,
+    device=sm.config["device"],
 )

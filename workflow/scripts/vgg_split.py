@@ -9,8 +9,9 @@ split_target(
     sm.params.root,
     sm.output.index,
     sm.output.subset,
-    test_fraction=sm.params.split["test_fraction"],
+    test_fraction=sm.params.test_fraction,
     seed=sm.params.split["seed"],
     per_class=sm.params.per_class,
     subset_seed=sm.params.subset_seed,
+    subset_split=sm.params.subset_split,
 )

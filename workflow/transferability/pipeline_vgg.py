@@ -61,6 +61,7 @@ def pretrain_weights(
     size = input_size(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(derive_seed(seed, arch, "vgg-weights"))
+    torch.manual_seed(derive_seed(seed, arch, "vgg-dropout"))  # the classifier's dropout
     images = torch.from_numpy(dataset.train_x)
     labels = torch.from_numpy(dataset.train_y)
     loss_sum = torch.zeros((), device=on)
@@ -106,14 +107,16 @@ def split_target(
     seed: int = 0,
     per_class: int = 30,
     subset_seed: int = 0,
+    subset_split: str = "test",
 ) -> pd.DataFrame:
     """The target's fixed 80/20 class-stratified split (``index_csv``: every model is fine-tuned
     and evaluated on the same images) and its extraction subset (``subset_csv``: ``per_class``
-    test images per class, with ``sample_index`` = their row in the split index)."""
+    images per class of ``subset_split``, with ``sample_index`` = their row in the split
+    index)."""
     from transferability.imagefolder import extraction_subset, write_split_index
 
     index = write_split_index(root, index_csv, test_fraction=test_fraction, seed=seed)
-    subset = extraction_subset(index, per_class=per_class, seed=subset_seed)
+    subset = extraction_subset(index, per_class=per_class, seed=subset_seed, split=subset_split)
     subset = subset.rename_axis("sample_index").reset_index()
     write_csv(subset, subset_csv)
     log.info(
@@ -198,6 +201,7 @@ def extract(
     batch_size: int = 16,
     compression: str | None = "lzf",
     threads: int = 1,
+    device: str = "cpu",
 ) -> None:
     """Feed the target's extraction subset through one model and write each requested layer
     (``activation_paths[layer]``) and, for models with a classifier, the source head's logits.
@@ -208,9 +212,9 @@ def extract(
     from transferability.training import configure_torch
     from transferability.vgg import forward_layers, layer_names
 
-    configure_torch(threads, "cpu")
+    on = configure_torch(threads, device)
     model, meta = _model_from_checkpoint(checkpoint)
-    model.eval()
+    model.to(on).eval()
     subset = pd.read_csv(subset_csv)
     dataset = ImageFolderSplit(root, subset, build_transform(False, resize=resize, crop=crop))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -236,7 +240,7 @@ def extract(
         sinks: dict[str, object] = {}
         row = 0
         for x, _ in loader:
-            values = forward_layers(model, x, list(dict.fromkeys(wanted)))
+            values = forward_layers(model, x.to(on), list(dict.fromkeys(wanted)))
             values = {name: values["fc8" if name == "logits" else name] for name in outputs}
             if not sinks:
                 for name, path in outputs.items():
@@ -253,7 +257,7 @@ def extract(
                     )
             n = x.shape[0]
             for name, sink in sinks.items():
-                sink[row : row + n] = values[name].reshape(n, -1).numpy()
+                sink[row : row + n] = values[name].reshape(n, -1).cpu().numpy()
             row += n
     log.info(
         "extracted %s on %s: %d samples, layers %s", meta["source"], target, row, list(outputs)
