@@ -15,8 +15,8 @@ rule dataset:
         mem_mb=4000,
         runtime=30,
     params:
+        # allow_download is read in the script: how a file is obtained must not re-run it
         seed=config["noise_seed"],
-        allow_download=config["allow_download"],
     script:
         "../workflow/scripts/dataset.py"
 

@@ -154,6 +154,13 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert planned_jobs(tiny_run, tiny_config()) == []
 
 
+def test_settings_that_do_not_change_results_rerun_nothing(tiny_run):
+    # how data are obtained, where training runs and how runs are grouped change no result
+    config = tiny_config()
+    config.update(allow_download=True, device="cpu", runs_together={"cpu": 1, "cuda": 8})
+    assert planned_jobs(tiny_run, config) == []
+
+
 def test_adding_a_source_plans_only_its_jobs(tiny_run):
     config = tiny_config()
     config["tracks"]["cnn"]["sources"]["mnist_split1"] = {"batch_size": 16}

@@ -11,5 +11,5 @@ prepare_dataset(
     snakemake.wildcards.dataset,  # noqa: F821
     root=out.parent.parent,
     seed=snakemake.params.seed,  # noqa: F821
-    allow_download=snakemake.params.allow_download,  # noqa: F821
+    allow_download=snakemake.config["allow_download"],  # noqa: F821
 )
