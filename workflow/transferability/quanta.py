@@ -21,11 +21,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from transferability.models import ThesisCNN, build_cnn
-from transferability.training import Split, batch_order, derive_seed, evaluate, to_input
+from transferability.schedule import resolve_checkpoints
+from transferability.training import Split, evaluate, train_run
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -255,37 +255,31 @@ def train_quanta(
         ],
         lr=lr,
     )
-    generator = torch.Generator().manual_seed(data_seed)
-    # Dropout draws from the global generator: seed it per run so that a run's result does not
-    # depend on what ran before it in the same process.
-    torch.manual_seed(derive_seed(data_seed, "dropout"))
-    batches = batch_order(len(train), batch_size, generator)
-    steps_per_epoch = math.ceil(len(train) / batch_size)  # batch_order's batches per permutation
+    # The shared training loop, with a checkpoint at the end of every epoch: same batch order
+    # and dropout seeding as every other run of the workflow.
+    labels = ["0"] + [f"{epoch}e" for epoch in range(1, epochs + 1)]
+    rows = []
 
-    def row(epoch: int, train_loss: float) -> dict[str, float]:
-        lam_s, lam_t = model.lambdas().detach().cpu().tolist()
-        test_loss, test_accuracy = evaluate(model, test)
-        return dict(
-            epoch=epoch,
-            lambda_s=lam_s,
-            lambda_t=lam_t,
-            train_loss=train_loss,
-            test_loss=test_loss,
-            test_accuracy=test_accuracy,
-        )
+    def evaluate_fn(m: QuantaCNN) -> dict[str, float]:
+        lam_s, lam_t = m.lambdas().detach().cpu().tolist()
+        test_loss, test_accuracy = evaluate(m, test)
+        return dict(lambda_s=lam_s, lambda_t=lam_t, test_loss=test_loss,
+                    test_accuracy=test_accuracy)  # fmt: skip
 
-    rows = [row(0, float("nan"))]
-    loss_sum = torch.zeros((), device=device)  # read once per epoch: no host sync per step
-    for epoch in range(1, epochs + 1):
-        for _ in range(steps_per_epoch):
-            idx = next(batches).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(to_input(train.images[idx])), train.labels[idx])
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-        rows.append(row(epoch, float(loss_sum) / steps_per_epoch))
-        loss_sum.zero_()
+    def on_checkpoint(record, _m) -> None:
+        rows.append({"epoch": round(record.checkpoint.epochs), "train_loss": record.train_loss,
+                     **record.metrics})  # fmt: skip
+
+    train_run(
+        model,
+        train,
+        resolve_checkpoints(labels, len(train), batch_size),
+        batch_size=batch_size,
+        optimizer=optimizer,
+        data_seed=data_seed,
+        evaluate_fn=evaluate_fn,
+        on_checkpoint=on_checkpoint,
+    )
     return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
 
