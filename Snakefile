@@ -15,6 +15,7 @@ include: "rules/pretrain.smk"
 include: "rules/extract.smk"
 include: "rules/metrics.smk"
 include: "rules/finetune.smk"
+include: "rules/studies.smk"
 include: "rules/vgg.smk"
 include: "rules/analysis.smk"
 

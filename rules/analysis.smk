@@ -4,6 +4,7 @@ rule tables:
         histories=lambda wc: history_files(wc.track),
         metrics=lambda wc: metric_files(wc.track),
         finetune=lambda wc: finetune_files(wc.track),
+        quanta_scores=lambda wc: quanta_scores_input(wc.track),
     output:
         **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
     log:
@@ -18,13 +19,16 @@ rule tables:
         runtime=10,
     params:
         metrics=lambda wc: track_cfg(wc.track)["metrics"],
+        quanta_lambda_init=lambda wc: (study_cfg("quanta", wc.track) or {}).get(
+            "score_lambda_init", 0.9
+        ),
     script:
         "../workflow/scripts/tables.py"
 
 
 rule figure:
     input:
-        **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+        unpack(figure_tables),
     output:
         png="results/{track}/figures/{figure}.png",
         pdf="results/{track}/figures/{figure}.pdf",
@@ -33,7 +37,7 @@ rule figure:
     benchmark:
         "results/{track}/benchmarks/figures/{figure}.tsv"
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        figure="|".join(FIGURES + list(STUDY_FIGURE_OF)),
     conda:
         "../envs/transferability.yaml"
     threads: 1

@@ -34,6 +34,7 @@ wildcard_constraints:
     seed="[0-9]+",
     step="0|[1-9][0-9]*[be]",
     layer="[a-z0-9_]+",
+    family="[a-z0-9_]+",
 
 
 def track_cfg(track):
@@ -163,7 +164,9 @@ def activation_files(track):
 
 
 def all_outputs():
-    return [f for track in TRACKS for f in activation_files(track)] + [
+    return [
+        f for track in TRACKS for f in activation_files(track) + study_outputs(track)
+    ] + [
         f"results/{track}/{kind}/{name}.{ext}"
         for track in TRACKS
         for kind, names, exts in (
@@ -273,3 +276,148 @@ def vgg_model_files(pattern, with_scratch=False):
         for source in sources
         for seed in VGG.get("seeds", [0])
     ]
+
+
+# --- studies (SPEC §6.3): QUANTA, layer transfer, random target tasks -------------------------
+
+
+def study_cfg(name, track=CNN):
+    return tconfig.study(config, track, name) if track in config["tracks"] else None
+
+
+def quanta_run_keys():
+    """(step, layer, λ init, run) of every QUANTA run of one (target, source, seed)."""
+    settings = study_cfg("quanta")
+    if not settings:
+        return []
+    step = tconfig.study_pretrain_step(config, CNN, "quanta")
+    return [
+        (step, layer, lam, run)
+        for layer in settings["layers"]
+        for lam in settings["lambda_inits"]
+        for run in range(settings["runs"])
+    ]
+
+
+def quanta_outputs():
+    return [
+        f"results/{{track}}/quanta/{{target}}/{{source}}/seed{{seed}}/step{step}/{layer}_lambda{lam:g}_run{run}.csv"
+        for step, layer, lam, run in quanta_run_keys()
+    ]
+
+
+def study_models(name):
+    """(target, source, seed) of a study: the aggregate rules expand over these."""
+    return [
+        (target, source, seed)
+        for target in tconfig.study_targets(config, CNN, name)
+        for source in tconfig.study_sources(config, CNN, name)
+        for seed in track_cfg(CNN)["seeds"]
+    ]
+
+
+def quanta_files(track):
+    return [
+        pattern.format(track=track, target=t, source=s, seed=seed)
+        for t, s, seed in study_models("quanta")
+        for pattern in quanta_outputs()
+    ]
+
+
+def quanta_scores_input(track):
+    """The QUANTA scores join the track's metrics table when the study runs."""
+    if track != CNN or not study_cfg("quanta"):
+        return []
+    return [f"results/{track}/tables/quanta_scores.csv"]
+
+
+LAYER_TRANSFER_VARIANTS = [
+    (mode, n)
+    for mode in (study_cfg("layer_transfer") or {}).get("modes", [])
+    for n in (study_cfg("layer_transfer") or {}).get("n", [])
+]
+
+
+def layer_transfer_outputs():
+    return [
+        f"results/{{track}}/layer_transfer/{{target}}/{{source}}/seed{{seed}}/{mode}_n{n}.csv"
+        for mode, n in LAYER_TRANSFER_VARIANTS
+    ]
+
+
+def layer_transfer_files(track):
+    return [
+        pattern.format(track=track, target=t, source=s, seed=seed)
+        for t, s, seed in study_models("layer_transfer")
+        for pattern in layer_transfer_outputs()
+    ]
+
+
+def study_checkpoint(name):
+    """Input function: the source checkpoint a study uses (its pretrain_step)."""
+
+    def checkpoint(wildcards):
+        step = tconfig.study_pretrain_step(config, wildcards.track, name)
+        return f"{run_dir(wildcards.track, wildcards.source, wildcards.seed)}/step{step}.pt"
+
+    return checkpoint
+
+
+TASK_FAMILIES = list((study_cfg("random_tasks") or {}).get("families", {}))
+
+
+def family_dataset(wildcards):
+    family = tconfig.task_family(config, wildcards.track, wildcards.family)
+    return dataset_file(family["dataset"])
+
+
+def random_task_files(track):
+    seeds = tconfig.study_seeds(config, CNN, "random_tasks")
+    sources = tconfig.study_sources(config, CNN, "random_tasks")
+    return {
+        "tasks": [
+            f"results/{track}/random_tasks/{family}/{source}/seed{seed}.csv"
+            for family in TASK_FAMILIES
+            for source in sources
+            for seed in seeds
+        ],
+        "references": [
+            f"results/{track}/random_tasks/{family}/reference_seed{seed}.csv"
+            for family in TASK_FAMILIES
+            for seed in seeds
+        ],
+    }
+
+
+def track_studies(track):
+    if track != CNN:
+        return []
+    return [name for name in tconfig.STUDIES if study_cfg(name)]
+
+
+def study_outputs(track):
+    return [
+        f"results/{track}/tables/{table}.csv"
+        for study in track_studies(track)
+        for table in tconfig.STUDY_TABLES[study]
+    ] + [
+        f"results/{track}/figures/{figure}.{ext}"
+        for study in track_studies(track)
+        for figure in tconfig.STUDY_FIGURES[study]
+        for ext in ("png", "pdf")
+    ]
+
+
+STUDY_FIGURE_OF = {
+    figure: study for study, names in tconfig.STUDY_FIGURES.items() for figure in names
+}
+
+
+def figure_tables(wildcards):
+    """The tables a figure is drawn from: the track's, or its study's."""
+    names = (
+        tconfig.STUDY_TABLES[STUDY_FIGURE_OF[wildcards.figure]]
+        if wildcards.figure in STUDY_FIGURE_OF
+        else TABLES
+    )
+    return {name: f"results/{wildcards.track}/tables/{name}.csv" for name in names}

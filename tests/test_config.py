@@ -20,9 +20,18 @@ def test_snakefile_imports_do_not_load_torch():
     assert out.stdout.strip() == "False"
 
 
+def _validated(path: Path | str) -> dict:
+    """A config as the Snakefile sees it: schema-validated, defaults filled."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((REPO / path).read_text())
+    validate(cfg, str(REPO / "schemas" / "config.schema.yaml"))
+    return cfg
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"])
 def test_shipped_configs_pass_the_semantic_checks(name):
-    tconfig.check(yaml.safe_load((REPO / name).read_text()))
+    tconfig.check(_validated(name))
 
 
 def test_protocol_resolution_applies_source_overrides():
@@ -40,3 +49,91 @@ def test_checkpoint_zero_is_required():
     cfg["tracks"]["cnn"]["pretrain"]["checkpoints"] = ["1b", "3b"]
     with pytest.raises(tconfig.ConfigError, match="must include '0'"):
         tconfig.check(cfg)
+
+
+def _tiny_with_studies() -> dict:
+    return _validated("tests/config/tiny.yaml")
+
+
+@pytest.mark.parametrize(
+    "study, key, value, expected",
+    [
+        (
+            "quanta",
+            "sources",
+            ["mnist", "svhn"],
+            "studies.quanta.sources: unknown name(s) ['svhn']",
+        ),
+        ("quanta", "pretrain_step", "99b", "studies.quanta.pretrain_step: '99b' is not a pre-"),
+        ("quanta", "score_lambda_init", 0.75, "score_lambda_init: 0.75 is not among lambda_inits"),
+        ("layer_transfer", "targets", ["cifar"], "layer_transfer.targets: unknown name(s)"),
+        ("random_tasks", "seeds", [7], "random_tasks.seeds: unknown name(s) [7]"),
+        ("random_tasks", "layers", ["fc9"], "random_tasks.layers: unknown layer(s) ['fc9']"),
+        (
+            "random_tasks",
+            "metrics",
+            ["leep", "c56"],
+            "random_tasks.metrics: unknown name(s) ['c56']",
+        ),
+        ("random_tasks", "levels_metric", "rsa", "levels_metric: 'rsa' is not computed"),
+    ],
+)
+def test_bad_study_settings_name_the_key(study, key, value, expected):
+    cfg = _tiny_with_studies()
+    cfg["tracks"]["cnn"]["studies"][study][key] = value
+    with pytest.raises(tconfig.ConfigError) as err:
+        tconfig.check(cfg)
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"max_classes": 11}, "families.tiny: max_classes (11) must be <= num_classes (10)"),
+        ({"min_classes": 4, "max_classes": 3}, "min_classes (4) must be <= max_classes (3)"),
+        ({"per_class": 2, "imbalance_ratio": 5}, "the smallest class would have no examples"),
+        ({"dataset": "cifar100"}, "families.tiny.dataset: unknown dataset 'cifar100'"),
+    ],
+)
+def test_infeasible_task_families_name_the_family(change, expected):
+    cfg = _tiny_with_studies()
+    cfg["tracks"]["cnn"]["studies"]["random_tasks"]["families"]["tiny"].update(change)
+    with pytest.raises(tconfig.ConfigError) as err:
+        tconfig.check(cfg)
+    assert expected in str(err.value)
+
+
+def test_study_resolution():
+    cfg = _validated("config.yaml")
+    assert tconfig.study_pretrain_step(cfg, "cnn", "quanta") == "300b"  # the last checkpoint
+    assert tconfig.study_sources(cfg, "cnn", "quanta") == list(cfg["tracks"]["cnn"]["sources"])
+    assert tconfig.study_sources(cfg, "cnn", "layer_transfer") == ["mnist", "fashion_mnist"]
+    assert tconfig.base_role(cfg, "cnn", "mnist", "mnist") == "B"
+    assert tconfig.base_role(cfg, "cnn", "fashion_mnist", "mnist") == "A"
+    # layer transfer without its own protocol trains like the track's fine-tuning
+    assert tconfig.layer_transfer_protocol(cfg, "cnn", "mnist") == tconfig.finetune_protocol(
+        cfg, "cnn", "mnist"
+    )
+    assert tconfig.study_seeds(cfg, "cnn", "random_tasks") == [0]
+    assert "c56" not in tconfig.random_tasks_metrics(cfg, "cnn")
+    assert tconfig.levels_layer(cfg, "cnn") == "logits"
+    tasks = tconfig.family_tasks(cfg, "cnn", "imbalanced")
+    assert len(tasks) == 10 and all(sorted(t.train_per_class) == [30, 150] for t in tasks)
+    assert tconfig.family_tasks(cfg, "cnn", "imbalanced") == tasks  # drawn from the seed
+    assert tconfig.family_setting(cfg, "cnn", "small") == "small, balanced"
+    # every figure a study draws is registered with the plotting code, reading its study's tables
+    from transferability.plots_studies import STUDY_FIGURES
+
+    for study, figures in tconfig.STUDY_FIGURES.items():
+        for figure in figures:
+            assert set(STUDY_FIGURES[figure][1]) <= set(tconfig.STUDY_TABLES[study]), figure
+    assert sorted(STUDY_FIGURES) == sorted(f for fs in tconfig.STUDY_FIGURES.values() for f in fs)
+
+
+def test_schema_rejects_a_quanta_layer_at_the_output(tmp_path):
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    cfg["tracks"]["cnn"]["studies"]["quanta"]["layers"] = ["fc2"]
+    with pytest.raises(Exception, match="fc2"):
+        validate(cfg, str(REPO / "schemas" / "config.schema.yaml"))

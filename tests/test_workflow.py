@@ -17,7 +17,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO / "resources" / "datasets"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-AGGREGATES = {"tables", "figure", "all"}
+AGGREGATES = {"tables", "figure", "all", "quanta_tables", "layer_transfer_table",
+              "random_tasks_tables"}  # fmt: skip
 
 
 def tiny_config(**changes) -> dict:
@@ -96,7 +97,8 @@ def test_tiny_run_tables(tiny_run):
 
     metrics = pd.read_csv(tables / "metrics.csv")
     per_model = 2 * 2 * 3  # targets × sources × checkpoints
-    assert len(metrics) == per_model * (4 * (len(layer_metrics) + 1) + 2)  # + c56; + leep, nce
+    quanta = 2 * 2 * 2  # targets × sources × QUANTA layers, at the last checkpoint only
+    assert len(metrics) == per_model * (4 * (len(layer_metrics) + 1) + 2) + quanta
     trained = metrics[(metrics.layer != "input") & metrics.metric.isin(["id", "ss", "rsa"])]
     assert np.isfinite(trained["value"]).all()
 
@@ -109,6 +111,55 @@ def test_tiny_run_tables(tiny_run):
     for name in ("pretrain_accuracy", "metrics_per_layer", "finetune_curves", "correlations"):
         png = tiny_run / "results" / "cnn" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_tiny_run_studies(tiny_run):
+    """The three studies of the tiny config end to end: tables, the quanta metric, figures."""
+    tables = tiny_run / "results" / "cnn" / "tables"
+    quanta = pd.read_csv(tables / "quanta.csv")
+    runs = 2 * 2 * 2 * 2 * 2  # targets × sources × layers × λ inits × runs
+    assert len(quanta) == runs * 4  # epochs 0 … 3
+    assert quanta["lambda_s"].between(0, 1).all()
+    scores = pd.read_csv(tables / "quanta_scores.csv")
+    assert len(scores) == runs // 2 and (scores["runs"] == 2).all()
+    assert set(scores["pretrain_step"]) == {"10b"}  # the last pre-training checkpoint
+    # the λ init 0.9 scores are the metric `quanta` (at the last pre-training checkpoint)
+    metrics = pd.read_csv(tables / "metrics.csv")
+    joined = metrics[metrics.metric == "quanta"].merge(
+        scores[scores.lambda_init == 0.9], on=["target", "source", "layer"]
+    )
+    assert len(joined) == 8 and np.allclose(joined["value"], joined["score"])
+    correlations = pd.read_csv(tables / "correlations.csv")
+    assert set(correlations[correlations.metric == "quanta"]["layer"]) == {"conv1", "fc1"}
+
+    transfer = pd.read_csv(tables / "layer_transfer.csv")
+    roles = transfer.groupby(["target", "base"])["role"].first().to_dict()
+    assert roles == {
+        ("mnist", "mnist"): "B",
+        ("mnist", "fashion_mnist"): "A",
+        ("fashion_mnist", "fashion_mnist"): "B",
+        ("fashion_mnist", "mnist"): "A",
+    }
+    assert set(transfer["variant"]) == {"AnB_frozen", "AnB_ft", "BnB_frozen", "BnB_ft"}
+    assert set(transfer["n"]) == {1, 3} and len(transfer) == 4 * 2 * 2 * 3  # × checkpoints
+    assert transfer["test_accuracy"].between(0, 1).all()
+
+    values = pd.read_csv(tables / "random_tasks.csv")
+    assert values["task"].nunique() == 4
+    assert set(values["measure"]) == {"leep", "nce", "hscore", "logme", "ss", "head_accuracy",
+                                      "finetune_accuracy", "reference_accuracy"}  # fmt: skip
+    pearson = pd.read_csv(tables / "random_tasks_pearson.csv")
+    assert len(pearson) == 5 * 2 and (pearson["n"] == 4).all()  # metrics × ground truths
+    levels = pd.read_csv(tables / "random_tasks_levels.csv")
+    assert (levels.groupby(["metric", "ground_truth"])["n"].sum() == 4).all()
+    convergence = pd.read_csv(tables / "random_tasks_convergence.csv")
+    assert (convergence.groupby("samples")["n"].sum() == 4).all()
+    assert np.isfinite(convergence["accuracy_difference"]).all()
+    from transferability.config import STUDY_FIGURES
+
+    for name in [f for figures in STUDY_FIGURES.values() for f in figures]:
+        png = tiny_run / "results" / "cnn" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
 
 
 def test_activation_file_layout(tiny_run):
@@ -172,6 +223,9 @@ def test_adding_a_source_plans_only_its_jobs(tiny_run):
     rules = sorted(rule for rule, _ in own)
     assert rules.count("pretrain") == 1
     assert rules.count("extract") == rules.count("metrics") == rules.count("finetune") == 2
+    # the studies: QUANTA and layer transfer on both targets; random tasks use only mnist
+    assert rules.count("quanta") == rules.count("layer_transfer") == 2
+    assert "random_tasks" not in rules
     assert {rule for rule, _ in jobs} - {r for r, _ in own} <= AGGREGATES
 
 
@@ -229,5 +283,8 @@ def test_paper_config_plans_the_full_thesis_grid(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert counts["pretrain"] == "60"
     assert counts["extract"] == counts["finetune"] == counts["metrics"] == "120"
+    # the studies: one job per (target, source, seed) or (family, source, seed)
+    assert counts["quanta"] == counts["layer_transfer"] == "120"
+    assert counts["random_tasks"] == "18" and counts["random_task_references"] == "3"
     track = config["tracks"]["cnn"]
     assert len(track["pretrain"]["checkpoints"]) == len(track["finetune"]["checkpoints"]) == 12

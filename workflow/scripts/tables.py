@@ -4,6 +4,7 @@ from transferability.pipeline import build_tables, setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
+scores = sm.input.quanta_scores  # [] when the QUANTA study is off
 build_tables(
     sm.wildcards.track,
     sm.input.histories,
@@ -11,4 +12,6 @@ build_tables(
     sm.input.finetune,
     dict(sm.output.items()),
     metrics=sm.params.metrics,
+    quanta_scores=scores if isinstance(scores, str) else (scores[0] if scores else None),
+    quanta_lambda_init=sm.params.quanta_lambda_init,
 )

@@ -64,7 +64,7 @@ def fisher_interval(n: int, rho0: float = 0.0, z: float = 1.96) -> tuple[float, 
     return math.tanh(centre - delta), math.tanh(centre + delta)
 
 
-def _snap(values: np.ndarray, digits: int = 10) -> np.ndarray:
+def snap_ties(values: np.ndarray, digits: int = 10) -> np.ndarray:
     """Round to ``digits`` significant digits of the largest magnitude, so that values equal up
     to floating-point noise (e.g. an H-score saturated at K − 1 = 8.999999999999 vs 9.0) tie
     instead of producing a spurious ranking."""
@@ -88,13 +88,13 @@ def correlate(
     hyperbolic weights emphasising the top) and ``top1_regret`` = 1 − truth of the metric's
     top-ranked model / best truth.
 
-    Metric values are compared to 10 significant digits (:func:`_snap`). Undefined cases give
+    Metric values are compared to 10 significant digits (:func:`snap_ties`). Undefined cases give
     NaN and a ``note`` instead of an exception: fewer than 4 finite pairs, or a constant column.
     """
     x = np.asarray(metric, dtype=np.float64)
     y = np.asarray(truth, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = _snap(x[keep]), y[keep]
+    x, y = snap_ties(x[keep]), y[keep]
     n = int(len(x))
     low, high = fisher_interval(n)
     nan = math.nan

@@ -66,6 +66,124 @@ def checkpoint_labels(config: dict, track_name: str, stage: str) -> list[str]:
     return sort_labels(list(track(config, track_name)[stage]["checkpoints"]))
 
 
+# --- studies (SPEC §6.3) ------------------------------------------------------------------------
+
+STUDIES: tuple[str, ...] = ("quanta", "layer_transfer", "random_tasks")
+#: Tables each study writes under results/<track>/tables/.
+STUDY_TABLES: dict[str, tuple[str, ...]] = {
+    "quanta": ("quanta", "quanta_scores"),
+    "layer_transfer": ("layer_transfer",),
+    "random_tasks": (
+        "random_tasks",
+        "random_tasks_pearson",
+        "random_tasks_levels",
+        "random_tasks_convergence",
+    ),
+}
+#: Figures each study draws (transferability.plots_studies.STUDY_FIGURES draws them).
+STUDY_FIGURES: dict[str, tuple[str, ...]] = {
+    "quanta": ("quanta_lambda", "quanta_epochs"),
+    "layer_transfer": ("layer_transfer",),
+    "random_tasks": ("random_tasks_pearson", "random_tasks_levels", "random_tasks_convergence"),
+}
+
+
+def study(config: dict, track_name: str, name: str) -> dict | None:
+    """A study's settings (schema defaults filled), or None when the track does not run it."""
+    return track(config, track_name).get("studies", {}).get(name)
+
+
+def _study_members(config: dict, track_name: str, name: str, kind: str) -> list[str]:
+    chosen = (study(config, track_name, name) or {}).get(kind)
+    return list(chosen) if chosen else list(track(config, track_name)[kind])
+
+
+def study_sources(config: dict, track_name: str, name: str) -> list[str]:
+    return _study_members(config, track_name, name, "sources")
+
+
+def study_targets(config: dict, track_name: str, name: str) -> list[str]:
+    return _study_members(config, track_name, name, "targets")
+
+
+def study_seeds(config: dict, track_name: str, name: str) -> list[int]:
+    return list(
+        (study(config, track_name, name) or {}).get("seeds") or track(config, track_name)["seeds"]
+    )
+
+
+def study_pretrain_step(config: dict, track_name: str, name: str) -> str:
+    """The pre-training checkpoint whose weights the study uses (default: the last one)."""
+    step = (study(config, track_name, name) or {}).get("pretrain_step")
+    return step or checkpoint_labels(config, track_name, "pretrain")[-1]
+
+
+def base_role(config: dict, track_name: str, source_name: str, target_name: str) -> str:
+    """Layer transfer's base: ``"B"`` for a source trained on the target's own dataset (the
+    paper's modelB), ``"A"`` for any other source."""
+    same = (
+        source(config, track_name, source_name)["dataset"]
+        == target(config, track_name, target_name)["dataset"]
+    )
+    return "B" if same else "A"
+
+
+def layer_transfer_protocol(config: dict, track_name: str, target_name: str) -> dict[str, Any]:
+    """The study's training protocol: its own ``finetune`` block, else the track's fine-tuning
+    (with the target's overrides)."""
+    own = (study(config, track_name, "layer_transfer") or {}).get("finetune")
+    return dict(own) if own else finetune_protocol(config, track_name, target_name)
+
+
+def quanta_protocol(config: dict, track_name: str) -> dict[str, Any]:
+    settings = study(config, track_name, "quanta") or {}
+    keys = ("epochs", "last_epochs", "lr", "batch_size", "train_samples", "eval_samples")
+    return {key: settings[key] for key in keys}
+
+
+def random_tasks_protocol(config: dict, track_name: str) -> dict[str, Any]:
+    train = dict(study(config, track_name, "random_tasks")["train"])
+    train.setdefault("reference_checkpoints", train["checkpoints"])
+    return train
+
+
+def random_tasks_metrics(config: dict, track_name: str) -> list[str]:
+    """Metrics computed per random task: the study's list, else the track's minus aggregates
+    (which compare models, not tasks)."""
+    from transferability.metrics import metric_names
+
+    chosen = study(config, track_name, "random_tasks").get("metrics")
+    names = chosen if chosen is not None else track(config, track_name)["metrics"]
+    return [m for m in names if m not in metric_names("aggregate")]
+
+
+def task_family(config: dict, track_name: str, family: str) -> dict[str, Any]:
+    families = study(config, track_name, "random_tasks")["families"]
+    if family not in families:
+        raise ConfigError(
+            f"unknown task family {family!r} in tracks.{track_name}.studies.random_tasks.families; "
+            f"known: {sorted(families)}"
+        )
+    return dict(families[family])
+
+
+def family_tasks(config: dict, track_name: str, family: str) -> list:
+    """The family's tasks (:class:`transferability.tasks.TaskSpec`), drawn from its seed."""
+    from transferability.tasks import family_tasks as draw
+
+    return draw(family, task_family(config, track_name, family))
+
+
+def family_setting(config: dict, track_name: str, family: str) -> str:
+    """A family's description for tables ("small, balanced"), derived when not configured."""
+    settings = task_family(config, track_name, family)
+    if settings.get("setting"):
+        return settings["setting"]
+    classes = f"{settings['min_classes']}-{settings['max_classes']} classes"
+    balance = "imbalanced" if settings.get("imbalance_ratio") else "balanced"
+    return f"{settings['dataset']}, {classes}, {settings['per_class']}/class, {balance}"
+
+
 VGG_TRACK = "vgg"
 
 
@@ -184,3 +302,84 @@ def check(config: dict) -> None:
             raise ConfigError(
                 f"{prefix}.pretrain.checkpoints must include '0' (the untrained baseline)"
             )
+        _check_studies(config, track_name)
+
+
+def _check_subset(key: str, chosen: list | None, known: list) -> None:
+    unknown = [name for name in chosen or [] if name not in known]
+    if unknown:
+        raise ConfigError(f"{key}: unknown name(s) {unknown}; known: {sorted(known)}")
+
+
+def _check_studies(config: dict, track_name: str) -> None:
+    """Study settings that a JSON schema cannot check: names that must exist in the track,
+    feasible task families, labels."""
+    settings = config["tracks"][track_name]
+    pretrain_labels = settings["pretrain"]["checkpoints"]
+    for name, study_settings in settings.get("studies", {}).items():
+        prefix = f"tracks.{track_name}.studies.{name}"
+        for kind in ("sources", "targets"):
+            _check_subset(f"{prefix}.{kind}", study_settings.get(kind), list(settings[kind]))
+        step = study_settings.get("pretrain_step")
+        if step is not None and step not in pretrain_labels:
+            raise ConfigError(
+                f"{prefix}.pretrain_step: {step!r} is not a pre-training checkpoint; "
+                f"known: {pretrain_labels}"
+            )
+        _check_subset(f"{prefix}.seeds", study_settings.get("seeds"), settings["seeds"])
+        if "finetune" in study_settings:
+            _check_labels(
+                f"{prefix}.finetune.checkpoints", study_settings["finetune"]["checkpoints"]
+            )
+    quanta = settings.get("studies", {}).get("quanta")
+    if quanta and quanta["score_lambda_init"] not in quanta["lambda_inits"]:
+        raise ConfigError(
+            f"tracks.{track_name}.studies.quanta.score_lambda_init: "
+            f"{quanta['score_lambda_init']} is not among lambda_inits {quanta['lambda_inits']}"
+        )
+    tasks = settings.get("studies", {}).get("random_tasks")
+    if tasks:
+        _check_random_tasks(config, track_name, tasks)
+
+
+def _check_random_tasks(config: dict, track_name: str, tasks: dict) -> None:
+    from transferability.metrics import METRICS, metric_names
+
+    prefix = f"tracks.{track_name}.studies.random_tasks"
+    unknown = [layer for layer in tasks["layers"] if layer not in CNN_LAYERS]
+    if unknown:
+        raise ConfigError(f"{prefix}.layers: unknown layer(s) {unknown}; known: {list(CNN_LAYERS)}")
+    if tasks.get("metrics") is not None:
+        per_task = [m for m in METRICS if m not in metric_names("aggregate")]
+        _check_subset(f"{prefix}.metrics", tasks["metrics"], per_task)
+    metrics = random_tasks_metrics(config, track_name)
+    if tasks["levels_metric"] not in metrics:
+        raise ConfigError(
+            f"{prefix}.levels_metric: "
+            f"{tasks['levels_metric']!r} is not computed (metrics: {metrics})"
+        )
+    for key in ("checkpoints", "reference_checkpoints"):
+        if key in tasks["train"]:
+            _check_labels(f"{prefix}.train.{key}", tasks["train"][key])
+    for family, family_settings in tasks["families"].items():
+        key = f"{prefix}.families.{family}"
+        if family_settings["dataset"] not in KNOWN_DATASETS:
+            raise ConfigError(
+                f"{key}.dataset: unknown dataset {family_settings['dataset']!r}; "
+                f"known: {list(KNOWN_DATASETS)}"
+            )
+        try:
+            family_tasks(config, track_name, family)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
+
+
+def levels_layer(config: dict, track_name: str) -> str:
+    """The layer of the random-task study's ``levels_metric``: ``logits`` for a prediction
+    metric (LEEP, NCE), else the study's last layer."""
+    from transferability.metrics import metric_names
+
+    settings = study(config, track_name, "random_tasks")
+    if settings["levels_metric"] in metric_names("prediction"):
+        return "logits"
+    return settings["layers"][-1]

@@ -76,6 +76,10 @@ DERIVED_DATASETS: tuple[str, ...] = (
     "mnist_noise",
 )
 KNOWN_DATASETS: tuple[str, ...] = BASE_DATASETS + DERIVED_DATASETS
+#: Classes of each known dataset (the splits keep five digits each).
+KNOWN_NUM_CLASSES: dict[str, int] = {
+    name: 5 if name.startswith("mnist_split") else 10 for name in KNOWN_DATASETS
+}
 
 DATASET_ROOT = Path("resources/datasets")
 DATASET_FILE = "data.npz"

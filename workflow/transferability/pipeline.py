@@ -231,12 +231,7 @@ def metric_table(
     and are added by :func:`build_tables`. A metric that is undefined on these data is NaN with
     the reason in ``note``; unreadable files and NaN/Inf activations raise, naming the file.
     """
-    from transferability.metrics import (
-        METRICS,
-        NEEDS_SAMPLE_STATS,
-        layer_stats_from_h5,
-        metric_names,
-    )
+    from transferability.metrics import NEEDS_SAMPLE_STATS, layer_stats_from_h5, metric_names
 
     layer_metrics = [m for m in metrics if m in metric_names("layer")]
     prediction_metrics = [m for m in metrics if m in metric_names("prediction")]
@@ -245,20 +240,37 @@ def metric_table(
     for path in activation_files if layer_metrics else []:
         stats = layer_stats_from_h5(path, with_sample_stats=need_samples)
         layer = read_attrs(path).get("layer", Path(path).stem)
-        for name in layer_metrics:
-            value, note = _safely(METRICS[name], stats)
-            rows.append({"layer": layer, "metric": name, "value": value, "note": note})
+        rows += layer_metric_rows(layer, stats, layer_metrics)
     if prediction_metrics and logits_file is None:  # an encoder-only source has no head
         for name in prediction_metrics:
             note = "undefined: the source model has no classifier head (no logits)"
             rows.append({"layer": "logits", "metric": name, "value": math.nan, "note": note})
     elif prediction_metrics:
         logits, labels, _ = read_activations(logits_file)
-        probs = softmax(logits)
-        for name in prediction_metrics:
-            value, note = _safely(METRICS[name], probs, labels)
-            rows.append({"layer": "logits", "metric": name, "value": value, "note": note})
+        rows += prediction_metric_rows(softmax(logits), labels, prediction_metrics)
     return pd.DataFrame(rows, columns=["layer", "metric", "value", "note"])
+
+
+def _metric_row(layer: str, name: str, value_note: tuple[float, str]) -> dict:
+    value, note = value_note
+    return {"layer": layer, "metric": name, "value": value, "note": note}
+
+
+def layer_metric_rows(layer: str, stats, names: Sequence[str]) -> list[dict]:
+    """Rows (layer, metric, value, note) of layer metrics ``names`` from one
+    :class:`~transferability.metrics.LayerStats`; undefined values are NaN with the reason."""
+    from transferability.metrics import METRICS
+
+    return [_metric_row(layer, name, _safely(METRICS[name], stats)) for name in names]
+
+
+def prediction_metric_rows(
+    probs: np.ndarray, labels: np.ndarray, names: Sequence[str]
+) -> list[dict]:
+    """Rows of prediction metrics (LEEP, NCE) from the source head's softmax, layer ``logits``."""
+    from transferability.metrics import METRICS
+
+    return [_metric_row("logits", name, _safely(METRICS[name], probs, labels)) for name in names]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -401,10 +413,14 @@ def build_tables(
     finetune_files: Sequence[str | Path],
     outputs: Mapping[str, str | Path],
     metrics: Sequence[str] = (),
+    quanta_scores: str | Path | None = None,
+    quanta_lambda_init: float = 0.9,
 ) -> dict[str, pd.DataFrame]:
     """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations.
 
-    Aggregate metrics among ``metrics`` (``c56``) are computed here, over all models.
+    Aggregate metrics among ``metrics`` (``c56``) are computed here, over all models. With
+    ``quanta_scores`` (the QUANTA study's score table) the scores of ``quanta_lambda_init`` join
+    the metrics as metric ``quanta`` (higher = the target relied more on the source layer).
     """
     from transferability.analysis import aggregate_metrics, correlation_table, log_auc_table
     from transferability.metrics import METRICS, metric_names
@@ -416,11 +432,15 @@ def build_tables(
     }
     aggregates = [m for m in metrics if m in metric_names("aggregate")]
     per_model = tables["metrics"]
-    tables["metrics"] = pd.concat(
-        [per_model, aggregate_metrics(per_model, aggregates)], ignore_index=True
-    )
-    tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
+    parts = [per_model, aggregate_metrics(per_model, aggregates)]
     directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
+    if quanta_scores is not None:
+        from transferability.studies import QUANTA_HIGHER_IS_BETTER, quanta_metric_rows
+
+        parts.append(quanta_metric_rows(pd.read_csv(quanta_scores), quanta_lambda_init))
+        directions["quanta"] = QUANTA_HIGHER_IS_BETTER
+    tables["metrics"] = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
+    tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
     tables["logauc"] = log_auc_table(tables["finetune"])
     tables["correlations"] = correlation_table(
         track, tables["metrics"], tables["finetune"], directions

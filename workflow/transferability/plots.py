@@ -174,11 +174,14 @@ def draw_figure(
     name: str, table_paths: Mapping[str, str | os.PathLike], *outputs: str | Path
 ) -> None:
     """Draw figure ``name`` from CSV tables and save it to each output (format from suffix)."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    from transferability.plots_studies import STUDY_FIGURES
+
+    draw = {**FIGURES, **{key: fn for key, (fn, _) in STUDY_FIGURES.items()}}
+    if name not in draw:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(draw)}")
     tables = {key: pd.read_csv(path) for key, path in table_paths.items()}
     sns.set_theme(style="whitegrid", context="notebook")
-    fig = FIGURES[name](tables)
+    fig = draw[name](tables)
     for out in outputs:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(out).suffix[1:])

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from transferability.data import ImageDataset
+from transferability.analysis import snap_ties
+from transferability.data import KNOWN_NUM_CLASSES, ImageDataset
 
 __all__ = [
     "TaskSpec",
+    "assign_levels",
+    "family_tasks",
     "imbalanced_counts",
     "pearson_table",
     "relative_to_reference",
@@ -180,6 +183,22 @@ def sample_tasks(
     return tasks
 
 
+def family_tasks(family: str, settings: Mapping) -> list[TaskSpec]:
+    """The tasks of a configured family (``tracks.<track>.studies.random_tasks.families``):
+    ``settings`` holds ``dataset`` (a known dataset), ``tasks`` (K), ``min_classes``,
+    ``max_classes``, ``per_class`` and optionally ``imbalance_ratio`` and ``seed``."""
+    return sample_tasks(
+        KNOWN_NUM_CLASSES[settings["dataset"]],
+        settings["tasks"],
+        min_classes=settings["min_classes"],
+        max_classes=settings["max_classes"],
+        per_class=settings["per_class"],
+        imbalance_ratio=settings.get("imbalance_ratio"),
+        seed=settings.get("seed", 0),
+        family=family,
+    )
+
+
 def task_dataset(dataset: ImageDataset, task: TaskSpec, *, seed: int = 0) -> ImageDataset:
     """The target dataset of ``task``: its classes only, relabelled ``0 .. c-1``.
 
@@ -249,10 +268,12 @@ def _groups(frame: pd.DataFrame, by: Sequence[str], needed: Sequence[str]):
 
 
 def _finite_pairs(part: pd.DataFrame, x_col: str, y_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """The finite (x, y) pairs, x compared to 10 significant digits (:func:`snap_ties`): a metric
+    equal across tasks up to rounding noise (an H-score saturated at C − 1) is constant."""
     x = pd.to_numeric(part[x_col], errors="coerce").to_numpy(dtype=np.float64)
     y = pd.to_numeric(part[y_col], errors="coerce").to_numpy(dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
+    return snap_ties(x[keep]), y[keep]
 
 
 def pearson_table(
@@ -291,6 +312,24 @@ def pearson_table(
     return pd.DataFrame(rows, columns=[*by, "n", "r", "pvalue", "note"])
 
 
+def assign_levels(values: np.ndarray, levels: int = 5) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(level, edges, note)``: the 0-based level of each finite value when ``[min, max]`` is
+    cut into ``levels`` equal-width intervals ``[low, high)`` (the top one also holds ``max``; a
+    value on an inner edge belongs to the higher level), the ``levels + 1`` edges, and a note
+    for the degenerate cases (no values: NaN edges; a constant: every value in the top level).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64), np.full(levels + 1, math.nan), "has no finite values"
+    lo, hi = float(x.min()), float(x.max())
+    edges = np.linspace(lo, hi, levels + 1)
+    if hi == lo:
+        return np.full(len(x), levels - 1), edges, "is constant; every task in the top level"
+    # Comparing with the inner edges (not (x - lo) / width) keeps bins and their reported edges
+    # consistent; max lands in the top bin as no inner edge exceeds it.
+    return np.searchsorted(edges[1:-1], x, side="right"), edges, ""
+
+
 def transferability_levels(
     frame: pd.DataFrame,
     *,
@@ -318,21 +357,9 @@ def transferability_levels(
     rows = []
     for key, part in _groups(frame, by, [metric_col, accuracy_col]):
         x, y = _finite_pairs(part, metric_col, accuracy_col)
-        note = ""
-        if len(x) == 0:
-            edges = np.full(levels + 1, math.nan)
-            level = np.zeros(0, dtype=np.int64)
-            note = "no finite (metric, accuracy) pairs"
-        else:
-            lo, hi = float(x.min()), float(x.max())
-            edges = np.linspace(lo, hi, levels + 1)
-            if hi == lo:
-                level = np.full(len(x), levels - 1)
-                note = f"{metric_col} is constant; every task in the top level"
-            else:
-                # Comparing with the inner edges (not (x - lo) / width) keeps bins and their
-                # reported edges consistent; max lands in the top bin as no inner edge exceeds it.
-                level = np.searchsorted(edges[1:-1], x, side="right")
+        level, edges, note = assign_levels(x, levels)
+        if note:
+            note = f"{metric_col} {note}"
         for j in range(levels):
             in_bin = level == j
             count = int(in_bin.sum())

@@ -1,0 +1,196 @@
+# The three studies of SPEC §6.3 on the CNN track. Each job covers one (target, source, seed) or
+# (family, source, seed), so adding a source adds jobs and leaves existing outputs alone.
+
+
+rule quanta:
+    """Every QUANTA run (layer × λ init × run) of one source run on one target."""
+    input:
+        checkpoint=study_checkpoint("quanta"),
+        dataset=target_dataset,
+    output:
+        quanta_outputs(),
+    log:
+        "results/{track}/logs/quanta/{target}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/quanta/{target}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=TRAINING_GPUS,
+    params:
+        step=lambda wc: tconfig.study_pretrain_step(config, wc.track, "quanta"),
+        runs=lambda wc: [
+            (s, layer, lam, run) for s, layer, lam, run in quanta_run_keys()
+        ],
+        protocol=lambda wc: tconfig.quanta_protocol(config, wc.track),
+    script:
+        "../workflow/scripts/quanta.py"
+
+
+rule quanta_tables:
+    """All QUANTA histories, and the scores (mean λ_S of the last epochs, over runs)."""
+    input:
+        lambda wc: quanta_files(wc.track),
+    output:
+        quanta="results/{track}/tables/quanta.csv",
+        quanta_scores="results/{track}/tables/quanta_scores.csv",
+    log:
+        "results/{track}/logs/quanta_tables.log",
+    benchmark:
+        "results/{track}/benchmarks/quanta_tables.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        last_epochs=lambda wc: tconfig.quanta_protocol(config, wc.track)["last_epochs"],
+    script:
+        "../workflow/scripts/quanta_tables.py"
+
+
+rule layer_transfer:
+    """AnB (source on another task) or BnB (source on the target's own task) models,
+    frozen and fine-tuned, for every n, trained on the target."""
+    input:
+        checkpoint=study_checkpoint("layer_transfer"),
+        dataset=target_dataset,
+    output:
+        layer_transfer_outputs(),
+    log:
+        "results/{track}/logs/layer_transfer/{target}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/layer_transfer/{target}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=TRAINING_GPUS,
+    params:
+        variants=LAYER_TRANSFER_VARIANTS,
+        role=lambda wc: tconfig.base_role(config, wc.track, wc.source, wc.target),
+        protocol=lambda wc: tconfig.layer_transfer_protocol(config, wc.track, wc.target),
+    script:
+        "../workflow/scripts/layer_transfer.py"
+
+
+rule layer_transfer_table:
+    input:
+        lambda wc: layer_transfer_files(wc.track),
+    output:
+        "results/{track}/tables/layer_transfer.csv",
+    log:
+        "results/{track}/logs/layer_transfer_table.log",
+    benchmark:
+        "results/{track}/benchmarks/layer_transfer_table.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/layer_transfer_table.py"
+
+
+rule random_tasks:
+    """One source model on every task of a family: metrics, head re-training, fine-tuning."""
+    input:
+        checkpoint=study_checkpoint("random_tasks"),
+        dataset=family_dataset,
+    output:
+        "results/{track}/random_tasks/{family}/{source}/seed{seed}.csv",
+    log:
+        "results/{track}/logs/random_tasks/{family}/{source}/seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/random_tasks/{family}/{source}/seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=TRAINING_GPUS,
+    params:
+        family=lambda wc: tconfig.task_family(config, wc.track, wc.family),
+        layers=lambda wc: tconfig.study(config, wc.track, "random_tasks")["layers"],
+        metrics=lambda wc: tconfig.random_tasks_metrics(config, wc.track),
+        protocol=lambda wc: tconfig.random_tasks_protocol(config, wc.track),
+    script:
+        "../workflow/scripts/random_tasks.py"
+
+
+rule random_task_references:
+    """The reference model of every task of a family: trained from scratch (LEEP §5.5)."""
+    input:
+        dataset=family_dataset,
+    output:
+        "results/{track}/random_tasks/{family}/reference_seed{seed}.csv",
+    log:
+        "results/{track}/logs/random_tasks/{family}/reference_seed{seed}.log",
+    benchmark:
+        "results/{track}/benchmarks/random_tasks/{family}/reference_seed{seed}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=TRAINING_GPUS,
+    params:
+        family=lambda wc: tconfig.task_family(config, wc.track, wc.family),
+        protocol=lambda wc: tconfig.random_tasks_protocol(config, wc.track),
+    script:
+        "../workflow/scripts/random_task_references.py"
+
+
+rule random_tasks_tables:
+    input:
+        unpack(lambda wc: random_task_files(wc.track)),
+    output:
+        **{
+            name: f"results/{{track}}/tables/{name}.csv"
+            for name in tconfig.STUDY_TABLES["random_tasks"]
+        },
+    log:
+        "results/{track}/logs/random_tasks_tables.log",
+    benchmark:
+        "results/{track}/benchmarks/random_tasks_tables.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=lambda wc: {
+            family: tconfig.family_setting(config, wc.track, family)
+            for family in TASK_FAMILIES
+        },
+        levels=lambda wc: tconfig.study(config, wc.track, "random_tasks")["levels"],
+        levels_metric=lambda wc: tconfig.study(config, wc.track, "random_tasks")[
+            "levels_metric"
+        ],
+        levels_layer=lambda wc: tconfig.levels_layer(config, wc.track),
+    script:
+        "../workflow/scripts/random_tasks_tables.py"
