@@ -6,11 +6,16 @@ rule tables:
         finetune=lambda wc: finetune_files(wc.track),
         quanta_scores=lambda wc: quanta_scores_input(wc.track),
     output:
-        **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+        **{
+            name: report_table(f"results/{{track}}/tables/{name}.csv", "track")
+            for name in TABLES
+        },
     log:
         "results/{track}/logs/tables.log",
     benchmark:
         "results/{track}/benchmarks/tables.tsv"
+    group:
+        "tables"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -30,7 +35,12 @@ rule figure:
     input:
         unpack(figure_tables),
     output:
-        png="results/{track}/figures/{figure}.png",
+        png=report(
+            "results/{track}/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="{track} track",
+            subcategory=figure_stage,
+        ),
         pdf="results/{track}/figures/{figure}.pdf",
     log:
         "results/{track}/logs/figures/{figure}.log",
@@ -38,6 +48,8 @@ rule figure:
         "results/{track}/benchmarks/figures/{figure}.tsv"
     wildcard_constraints:
         figure="|".join(FIGURES + list(STUDY_FIGURE_OF)),
+    group:
+        "figures"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -46,3 +58,33 @@ rule figure:
         runtime=10,
     script:
         "../workflow/scripts/figure.py"
+
+
+rule model_figure:
+    """Filters and feature maps of one source's last checkpoint for one target image."""
+    input:
+        unpack(model_figure_inputs),
+    output:
+        png=report(
+            "results/{track}/figures/model_{source}.png",
+            caption="../report/model.rst",
+            category="{track} track",
+            subcategory="models",
+        ),
+        pdf="results/{track}/figures/model_{source}.pdf",
+    log:
+        "results/{track}/logs/figures/model_{source}.log",
+    benchmark:
+        "results/{track}/benchmarks/figures/model_{source}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    group:
+        "figures"
+    conda:
+        "../envs/transferability.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/model_figure.py"

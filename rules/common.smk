@@ -134,12 +134,40 @@ def finetune_files(track):
     )
 
 
-FIGURES = ["pretrain_accuracy", "metrics_per_layer", "finetune_curves", "correlations"]
+FIGURES = list(tconfig.TRACK_FIGURES)
 
 
 def track_figures(track):
-    # loaded models have no pre-training curve
-    return FIGURES[1:] if track == VGG_TRACK else FIGURES
+    if track != VGG_TRACK:
+        return FIGURES
+    skip = set(tconfig.SINGLE_CHECKPOINT_SKIPS)
+    if not VGG.get("scratch"):
+        skip.add("finetune_delta")  # its baseline is the from-scratch model
+    return [f for f in FIGURES if f not in skip]
+
+
+def model_figures(track):
+    """The Uppsala report's filters and feature maps: each source's last checkpoint (first
+    seed) on the first target's first test image (CNN track)."""
+    if track != CNN:
+        return []
+    return [
+        f"results/{track}/figures/model_{source}.{ext}"
+        for source in track_cfg(track)["sources"]
+        for ext in ("png", "pdf")
+    ]
+
+
+def model_figure_inputs(wildcards):
+    cfg = track_cfg(wildcards.track)
+    step = steps(wildcards.track, "pretrain")[-1]
+    target = next(iter(cfg["targets"]))
+    return {
+        "checkpoint": f"{run_dir(wildcards.track, wildcards.source, cfg['seeds'][0])}/step{step}.pt",
+        "dataset": dataset_file(
+            tconfig.target(config, wildcards.track, target)["dataset"]
+        ),
+    }
 
 
 TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
@@ -165,7 +193,9 @@ def activation_files(track):
 
 def all_outputs():
     return [
-        f for track in TRACKS for f in activation_files(track) + study_outputs(track)
+        f
+        for track in TRACKS
+        for f in activation_files(track) + study_outputs(track) + model_figures(track)
     ] + [
         f"results/{track}/{kind}/{name}.{ext}"
         for track in TRACKS
@@ -312,7 +342,7 @@ def study_models(name):
         (target, source, seed)
         for target in tconfig.study_targets(config, CNN, name)
         for source in tconfig.study_sources(config, CNN, name)
-        for seed in track_cfg(CNN)["seeds"]
+        for seed in tconfig.study_seeds(config, CNN, name)
     ]
 
 
@@ -421,3 +451,37 @@ def figure_tables(wildcards):
         else TABLES
     )
     return {name: f"results/{wildcards.track}/tables/{name}.csv" for name in names}
+
+
+# --- report (snakemake --report): categories and captions ----------------------------------
+
+FIGURE_STAGES = {
+    "pretrain_accuracy": "pre-training",
+    "model": "models",
+    "metrics_per_layer": "metrics",
+    "metric_vs_logauc": "metrics",
+    "finetune_curves": "fine-tuning",
+    "finetune_delta": "fine-tuning",
+    "quanta_lambda": "QUANTA",
+    "quanta_epochs": "QUANTA",
+    "layer_transfer": "layer transfer",
+}
+
+
+def figure_stage(wildcards):
+    """The report's subcategory of a figure: its stage."""
+    figure = wildcards.figure
+    if figure.startswith("correlations"):
+        return "correlations"
+    if figure.startswith("random_tasks"):
+        return "random tasks"
+    return FIGURE_STAGES.get(figure, "other")
+
+
+def report_table(path, stage):
+    return report(
+        path,
+        caption="../report/table.rst",
+        category="{track} track",
+        subcategory=f"{stage} tables",
+    )

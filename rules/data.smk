@@ -32,6 +32,8 @@ rule target_subset:
         "results/{track}/benchmarks/subset/{target}.tsv"
     wildcard_constraints:
         track=CNN,
+    group:
+        "prepare"
     conda:
         "../envs/transferability.yaml"
     threads: 1

@@ -14,6 +14,8 @@ rule metrics:
         "results/{track}/benchmarks/metrics/{target}/{source}/seed{seed}.tsv"
     wildcard_constraints:
         track=CNN,
+    group:
+        "metrics"
     conda:
         "../envs/transferability.yaml"
     threads: 1

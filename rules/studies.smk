@@ -37,14 +37,16 @@ rule quanta_tables:
     input:
         lambda wc: quanta_files(wc.track),
     output:
-        quanta="results/{track}/tables/quanta.csv",
-        quanta_scores="results/{track}/tables/quanta_scores.csv",
+        quanta=report_table("results/{track}/tables/quanta.csv", "QUANTA"),
+        quanta_scores=report_table("results/{track}/tables/quanta_scores.csv", "QUANTA"),
     log:
         "results/{track}/logs/quanta_tables.log",
     benchmark:
         "results/{track}/benchmarks/quanta_tables.tsv"
     wildcard_constraints:
         track=CNN,
+    group:
+        "tables"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -90,13 +92,15 @@ rule layer_transfer_table:
     input:
         lambda wc: layer_transfer_files(wc.track),
     output:
-        "results/{track}/tables/layer_transfer.csv",
+        report_table("results/{track}/tables/layer_transfer.csv", "layer transfer"),
     log:
         "results/{track}/logs/layer_transfer_table.log",
     benchmark:
         "results/{track}/benchmarks/layer_transfer_table.tsv"
     wildcard_constraints:
         track=CNN,
+    group:
+        "tables"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -167,7 +171,7 @@ rule random_tasks_tables:
         unpack(lambda wc: random_task_files(wc.track)),
     output:
         **{
-            name: f"results/{{track}}/tables/{name}.csv"
+            name: report_table(f"results/{{track}}/tables/{name}.csv", "random tasks")
             for name in tconfig.STUDY_TABLES["random_tasks"]
         },
     log:
@@ -176,6 +180,8 @@ rule random_tasks_tables:
         "results/{track}/benchmarks/random_tasks_tables.tsv"
     wildcard_constraints:
         track=CNN,
+    group:
+        "tables"
     conda:
         "../envs/transferability.yaml"
     threads: 1

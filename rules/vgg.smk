@@ -60,6 +60,8 @@ rule vgg_split:
         "results/vgg/logs/split/{target}.log",
     benchmark:
         "results/vgg/benchmarks/split/{target}.tsv"
+    group:
+        "prepare"
     conda:
         "../envs/transferability.yaml"
     threads: 1
@@ -161,6 +163,8 @@ rule vgg_metrics:
         "results/vgg/logs/metrics/{target}/{source}/seed{seed}.log",
     benchmark:
         "results/vgg/benchmarks/metrics/{target}/{source}/seed{seed}.tsv"
+    group:
+        "metrics"
     conda:
         "../envs/transferability.yaml"
     threads: 1

@@ -115,6 +115,8 @@ def test_study_resolution():
         cfg, "cnn", "mnist"
     )
     assert tconfig.study_seeds(cfg, "cnn", "random_tasks") == [0]
+    assert tconfig.study_seeds(cfg, "cnn", "layer_transfer") == [0]
+    assert tconfig.study_seeds(cfg, "cnn", "quanta") == cfg["tracks"]["cnn"]["seeds"]
     assert "c56" not in tconfig.random_tasks_metrics(cfg, "cnn")
     assert tconfig.levels_layer(cfg, "cnn") == "logits"
     tasks = tconfig.family_tasks(cfg, "cnn", "imbalanced")
@@ -128,6 +130,11 @@ def test_study_resolution():
         for figure in figures:
             assert set(STUDY_FIGURES[figure][1]) <= set(tconfig.STUDY_TABLES[study]), figure
     assert sorted(STUDY_FIGURES) == sorted(f for fs in tconfig.STUDY_FIGURES.values() for f in fs)
+    # and the track's figures, which the Snakefile names without importing the plotting code
+    from transferability.plots import FIGURES
+
+    assert sorted(FIGURES) == sorted(tconfig.TRACK_FIGURES)
+    assert set(tconfig.SINGLE_CHECKPOINT_SKIPS) <= set(FIGURES)
 
 
 def test_schema_rejects_a_quanta_layer_at_the_output(tmp_path):

@@ -155,3 +155,20 @@ def test_activation_file_layout_and_nan_detection(tmp_path):
     path.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="cannot read activations file"):
         read_activations(path)
+
+
+def test_progress_logs_batches_rate_and_time_left(caplog):
+    """Long jobs log where they are between checkpoints (issue: progress), no bar off a TTY."""
+    import logging
+
+    from transferability.training import Progress
+
+    progress = Progress(10, samples_per_step=64, what="training", interval=0.0)
+    assert progress.bar is None  # stderr is not a terminal under pytest
+    with caplog.at_level(logging.INFO, logger="transferability.training"):
+        for _ in range(4):
+            progress.step()
+    progress.close()
+    lines = [r.getMessage() for r in caplog.records if "batches (" in r.getMessage()]
+    assert len(lines) == 4 and lines[-1].startswith("training: 4/10 batches (40 %)")
+    assert "samples/s" in lines[-1] and "s left" in lines[-1]

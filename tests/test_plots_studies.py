@@ -15,7 +15,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 
-from transferability.plots_studies import STUDY_FIGURES, _require  # noqa: E402
+from transferability.plots import _require  # noqa: E402
+from transferability.plots_studies import STUDY_FIGURES  # noqa: E402
 
 TARGETS = ("fashion", "mnist")
 OTHERS = {"mnist": ("fashion", "kmnist"), "fashion": ("kmnist", "mnist")}

@@ -4,7 +4,6 @@ re-planning and bad input. Needs the converted MNIST/FashionMNIST that `make tes
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,23 +49,6 @@ def planned_jobs(workdir: Path, config: dict) -> list[tuple[str, dict]]:
             pairs = [kv.split("=", 1) for kv in wildcards.group(1).split(", ")] if wildcards else []
             jobs.append((match.group(1), dict(pairs)))
     return jobs
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    for name in ("mnist", "fashion_mnist"):
-        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, tiny_config(), "--cores", "2")
-    return workdir
-
-
-@pytest.fixture
-def tiny_copy(tiny_run, tmp_path) -> Path:
-    """A private copy of the completed run (with Snakemake's metadata) for destructive tests."""
-    copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy, symlinks=True)
-    return copy
 
 
 def test_tiny_run_tables(tiny_run):
@@ -288,3 +270,22 @@ def test_paper_config_plans_the_full_thesis_grid(tmp_path):
     assert counts["random_tasks"] == "18" and counts["random_task_references"] == "3"
     track = config["tracks"]["cnn"]
     assert len(track["pretrain"]["checkpoints"]) == len(track["finetune"]["checkpoints"]) == 12
+
+
+def test_report_holds_every_figure_and_table_with_captions(tiny_run):
+    """`snakemake --report` on the tiny run: one self-contained HTML file with every figure and
+    table of the run, grouped by track and stage, with the captions of report/*.rst."""
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, tiny_config(), "--report", str(report))
+    html = report.read_text()
+    figures = sorted((tiny_run / "results" / "cnn" / "figures").glob("*.png"))
+    tables = sorted((tiny_run / "results" / "cnn" / "tables").glob("*.csv"))
+    assert len(figures) >= 10 and len(tables) >= 12
+    for path in figures + tables:
+        assert path.name in html, path.name
+    captions = ["Pre-training test accuracy of each source", "QUANTA score per layer",
+                "Layer transfer (seed 003", "LEEP paper Fig. 4", "Fisher 95 % band"]  # fmt: skip
+    for caption in captions:
+        assert caption in html, caption
+    for stage in ("pre-training", "correlations", "random tasks", "QUANTA tables"):
+        assert f'"{stage}"' in html, stage

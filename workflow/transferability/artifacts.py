@@ -7,7 +7,9 @@ interrupted job never leaves a file that looks complete (SPEC §10).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,11 +24,34 @@ CHUNK_ROWS = 32
 CHUNK_BYTES = 2**20
 
 
+@functools.cache
+def code_version() -> str:
+    """The code that produces an artifact: ``git describe --always --dirty`` of the checkout the
+    library runs from, else the installed package version (recorded in every checkpoint and
+    activation file, SPEC §10)."""
+    from transferability import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        described = ""
+    return f"{__version__}+git.{described}" if described else __version__
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    Temporary files that a killed earlier attempt left for the same ``path`` are removed first
+    (each output has one producing job, so nothing else writes them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -50,8 +75,9 @@ def save_checkpoint(path: str | os.PathLike, state_dict: Mapping, meta: Mapping[
     import torch
 
     state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    meta = {"code_version": code_version(), **meta}
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": dict(meta)}, tmp)
+        torch.save({"state_dict": state, "meta": meta}, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -109,6 +135,7 @@ def activation_writer(
         f.create_dataset("sample_index", data=np.asarray(sample_index, dtype=np.int64))
         f.attrs["layer_shape"] = np.asarray(layer_shape, dtype=np.int64)
         f.attrs["dtype"] = "float32"
+        f.attrs["code_version"] = code_version()
         for key, value in attrs.items():
             f.attrs[key] = value
         yield data

@@ -66,6 +66,27 @@ def checkpoint_labels(config: dict, track_name: str, stage: str) -> list[str]:
     return sort_labels(list(track(config, track_name)[stage]["checkpoints"]))
 
 
+#: Figures of a track drawn from its tables (transferability.plots.FIGURES draws them).
+TRACK_FIGURES: tuple[str, ...] = (
+    "pretrain_accuracy",
+    "metrics_per_layer",
+    "metric_vs_logauc",
+    "finetune_curves",
+    "finetune_delta",
+    "correlations",
+    "correlations_source",
+    "correlations_pretrain_step",
+    "correlations_finetune_step",
+)
+#: Not drawn for loaded models (VGG track): no pre-training curve, and one model per source
+#: (groups by source or pre-training checkpoint hold a single model).
+SINGLE_CHECKPOINT_SKIPS: tuple[str, ...] = (
+    "pretrain_accuracy",
+    "correlations_source",
+    "correlations_pretrain_step",
+)
+
+
 # --- studies (SPEC §6.3) ------------------------------------------------------------------------
 
 STUDIES: tuple[str, ...] = ("quanta", "layer_transfer", "random_tasks")

@@ -48,6 +48,7 @@ from transferability.training import (
     PIXEL_MEAN,
     PIXEL_STD,
     CheckpointRecord,
+    Progress,
     Split,
     derive_seed,
 )
@@ -396,6 +397,8 @@ def train_runs(
     loss_sum = torch.zeros(r, device=device)
     done = 0
     start = time.perf_counter()
+    progress = Progress(checkpoints[-1].batches if checkpoints else 0,
+                        samples_per_step=r * batch_size, what=f"training {r} run(s)")  # fmt: skip
     for checkpoint in checkpoints:
         todo = checkpoint.batches - done
         for _ in range(todo):
@@ -414,6 +417,7 @@ def train_runs(
             run_losses.sum().backward()
             optimizer.step()
             loss_sum += run_losses.detach()
+            progress.step()
         train_losses = (loss_sum / todo).tolist() if todo else [float("nan")] * r
         loss_sum.zero_()
         done = checkpoint.batches
@@ -433,6 +437,7 @@ def train_runs(
             checkpoint.samples,
             time.perf_counter() - start,
         )
+    progress.close()
     return records
 
 

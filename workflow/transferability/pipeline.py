@@ -4,6 +4,7 @@ fine-tune. Each takes plain paths and settings (no Snakemake objects) so it runs
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -109,6 +110,7 @@ def pretrain(
             "lr": lr,
             "device": on.type,
             "version": __version__,
+            "protocol": json.dumps(dict(protocol), sort_keys=True),  # provenance (SPEC §10)
         }
         save_checkpoint(checkpoint_paths[record.checkpoint.label], state, meta)
 
@@ -179,6 +181,9 @@ def extract(
             "step": step,
             "target": target,
             "version": __version__,
+            # provenance: how the model was trained and how this subset was extracted
+            "protocol": meta.get("protocol", ""),
+            "extraction": json.dumps({"subset": str(subset_csv), "compression": compression}),
         }
         for layer in layers:
             write_activations(

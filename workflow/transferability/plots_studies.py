@@ -19,9 +19,17 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
-from transferability.plots import _layer_order, _source_palette, log_position  # noqa: E402
+from transferability.plots import (  # noqa: E402
+    _layer_order,
+    _legend_below,
+    _no_data,
+    _panels,
+    _source_palette,
+    _table,
+    log_position,
+)
 from transferability.schedule import sort_labels  # noqa: E402
 
 #: Colours of the layer-transfer variants (Yosinski et al.: A red/orange, B blue/cyan).
@@ -39,25 +47,6 @@ _SIG_LEVEL = 0.05
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def _require(table: pd.DataFrame, name: str, columns: Iterable[str]) -> pd.DataFrame:
-    """``table`` itself; a ``ValueError`` naming table ``name`` and every missing column if
-    ``table`` lacks any of ``columns``."""
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise ValueError(f"table {name!r} lacks column(s) {missing}; it has {list(table.columns)}")
-    return table
-
-
-def _table(tables: Mapping[str, pd.DataFrame], name: str, columns: Sequence[str]) -> pd.DataFrame:
-    """A copy of ``tables[name]``, checked for the ``columns`` and for having rows."""
-    if name not in tables:
-        raise ValueError(f"figure needs table {name!r}; got tables {sorted(tables)}")
-    table = _require(tables[name], name, columns)
-    if table.empty:
-        raise ValueError(f"table {name!r} has no rows")
-    return table.copy()
 
 
 def _last_pretrain_step(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -95,33 +84,6 @@ def _ordered(values: Iterable, preferred: Sequence = ()) -> list:
     """Unique ``values``: those in ``preferred`` first (in its order), then the rest sorted."""
     present = list(dict.fromkeys(values))
     return [v for v in preferred if v in present] + sorted(v for v in present if v not in preferred)
-
-
-def _panels(
-    nrows: int, ncols: int, width: float, height: float, **kwargs
-) -> tuple[plt.Figure, np.ndarray]:
-    """A constrained-layout panel grid sized to its panel count (``width``/``height`` per
-    panel); ``axes`` is always 2-D."""
-    return plt.subplots(
-        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-        layout="constrained", **kwargs,
-    )  # fmt: skip
-
-
-def _no_data(ax: plt.Axes, title: str) -> None:
-    """Mark an empty panel (its ticks stay: they may be shared with the other panels)."""
-    ax.set_title(title, fontsize="medium")
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.5", transform=ax.transAxes)
-
-
-def _legend_below(
-    fig: plt.Figure, handles: Sequence, labels: Sequence[str], title: str | None = None
-) -> None:
-    """One legend for the whole figure, below the panels (outside the data)."""
-    fig.legend(
-        handles, labels, loc="outside lower center", ncol=max(1, min(len(labels), 6)),
-        title=title, frameon=False, fontsize="small", title_fontsize="small",
-    )  # fmt: skip
 
 
 def _mean_std(data: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
@@ -519,6 +481,7 @@ def random_tasks_convergence(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
                     ms=3, lw=1.6, label=f"level {level}")  # fmt: skip
         ax.axhline(0, color="0.3", ls="--", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: no overlaps
         ax.set_title(title, fontsize="medium")
     _shared_labels(
         fig, axes, "fine-tuning samples (log; 0 at left)", "accuracy − reference accuracy"

@@ -336,6 +336,32 @@ def _task_rows(family: str, task, data, **columns) -> dict:
     }
 
 
+def _task_curve(model, task_data: tuple, labels: Sequence[str], *, protocol: Mapping, seed: int,
+                source: str, measure: str, device) -> list[dict]:  # fmt: skip
+    """Train ``model`` on one task (``(family, task, data, train, test)``) and return its test
+    accuracy at every checkpoint as :data:`TASK_COLUMNS` rows of ``measure``. The data order
+    depends on (seed, task) only: head, fine-tune and reference models see the same batches."""
+    from transferability.training import derive_seed
+
+    family, task, data, train, test = task_data
+    curve = _train_curve(model, train, test, labels, protocol=protocol,
+                         data_seed=derive_seed(seed, task.name, "data"), device=device)  # fmt: skip
+    return [
+        _task_rows(
+            family,
+            task,
+            data,
+            source=source,
+            seed=seed,
+            measure=measure,
+            finetune_step=c["finetune_step"],
+            samples=c["samples"],
+            value=c["test_accuracy"],
+        )  # fmt: skip
+        for c in curve
+    ]
+
+
 def random_tasks(
     checkpoint_path: str | Path,
     dataset_path: str | Path,
@@ -411,29 +437,9 @@ def random_tasks(
                 frozen=truth == "head",
                 seed=derive_seed(seed, task.name, "head"),
             )
-            curve = _train_curve(
-                model,
-                train,
-                test,
-                protocol["checkpoints"],
-                protocol=protocol,
-                data_seed=derive_seed(seed, task.name, "data"),
-                device=on,
-            )
-            rows += [
-                _task_rows(
-                    family,
-                    task,
-                    data,
-                    source=source,
-                    seed=seed,
-                    measure=measure,
-                    finetune_step=c["finetune_step"],
-                    samples=c["samples"],
-                    value=c["test_accuracy"],
-                )
-                for c in curve
-            ]
+            rows += _task_curve(model, (family, task, data, train, test), protocol["checkpoints"],
+                                protocol=protocol, seed=seed, source=source, measure=measure,
+                                device=on)  # fmt: skip
         log.info(
             "%s on %s (%d classes, %d training images) done",
             source,
@@ -471,30 +477,10 @@ def random_task_references(
     for task in tasks:
         data, train, test = _task_split(dataset, task, family_seed, protocol.get("eval_samples"))
         model = build_cnn(data.num_classes, derive_seed(seed, task.name, "reference"))
-        curve = _train_curve(
-            model,
-            train,
-            test,
-            labels,
-            protocol=protocol,
-            data_seed=derive_seed(seed, task.name, "data"),
-            device=on,
-        )
-        rows += [
-            _task_rows(
-                family,
-                task,
-                data,
-                source="scratch",
-                seed=seed,
-                measure=REFERENCE,
-                finetune_step=c["finetune_step"],
-                samples=c["samples"],
-                value=c["test_accuracy"],
-            )
-            for c in curve
-        ]
-        log.info("reference on %s: final accuracy %.4f", task.name, curve[-1]["test_accuracy"])
+        curve = _task_curve(model, (family, task, data, train, test), labels, protocol=protocol,
+                            seed=seed, source="scratch", measure=REFERENCE, device=on)  # fmt: skip
+        rows += curve
+        log.info("reference on %s: final accuracy %.4f", task.name, curve[-1]["value"])
     table = pd.DataFrame(rows, columns=TASK_COLUMNS)
     table["note"] = ""
     write_csv(table, out_csv)

@@ -8,6 +8,9 @@ per split (no per-sample DataLoader); batches are normalised on the fly. Convolu
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -117,6 +120,43 @@ def batch_order(n: int, batch_size: int, generator: torch.Generator) -> Iterator
         yield from perm.split(batch_size)
 
 
+class Progress:
+    """Progress of a training loop: every ``interval`` seconds one log line (batches done /
+    total, samples per second, time left), so a long job's ``log:`` file shows where it is
+    between log-spaced checkpoints; and, when stderr is a terminal outside CI, a tqdm bar.
+    Costs one clock read per step (no device sync)."""
+
+    def __init__(self, total: int, *, samples_per_step: int, what: str,
+                 interval: float = 30.0) -> None:  # fmt: skip
+        self.total, self.samples_per_step, self.what = total, samples_per_step, what
+        self.interval, self.done = interval, 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if total and sys.stderr.isatty() and not os.environ.get("CI"):
+            try:
+                from tqdm import tqdm
+            except ImportError:  # the bar is a convenience; the log lines are the record
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=what, unit="batch", leave=False)
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = self.done * self.samples_per_step / (now - self.start)
+            left = (self.total - self.done) * self.samples_per_step / rate if rate else math.inf
+            log.info("%s: %d/%d batches (%.0f %%), %.0f samples/s, %.0f s left", self.what,
+                     self.done, self.total, 100 * self.done / self.total, rate, left)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @dataclass(frozen=True)
 class CheckpointRecord:
     """What is known about a run at one checkpoint."""
@@ -151,6 +191,8 @@ def train_run(
     done = 0
     loss_sum = torch.zeros((), device=next(model.parameters()).device)  # no host sync per step
     start = time.perf_counter()
+    total = checkpoints[-1].batches if checkpoints else 0
+    progress = Progress(total, samples_per_step=batch_size, what="training")
     for checkpoint in checkpoints:
         todo = checkpoint.batches - done
         for _ in range(todo):
@@ -160,6 +202,7 @@ def train_run(
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
+            progress.step()
         train_loss = float(loss_sum) / todo if todo else float("nan")
         loss_sum.zero_()
         done = checkpoint.batches
@@ -174,6 +217,7 @@ def train_run(
             time.perf_counter() - start,
             record.metrics,
         )
+    progress.close()
     return records
 
 

@@ -203,7 +203,16 @@ def layer_stats_from_h5(
     import h5py
 
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    try:
+        return _stream(h5py.File(path, "r"), path, with_sample_stats, stream_bytes)
+    except (OSError, KeyError) as err:  # missing, truncated or foreign file: name it
+        raise ValueError(
+            f"cannot read activations file {path}: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _stream(file, path: Path, with_sample_stats: bool, stream_bytes: int) -> LayerStats:
+    with file as f:
         data = f["activations"]
         n, d = data.shape
         labels = f["labels"][...]

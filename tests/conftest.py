@@ -1,0 +1,26 @@
+"""Fixtures shared by the workflow tests: one tiny end-to-end run per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_workflow import DATA_DIR, snakemake, tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    for name in ("mnist", "fashion_mnist"):
+        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, tiny_config(), "--cores", "2")
+    return workdir
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the completed run (with Snakemake's metadata) for destructive tests."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy, symlinks=True)
+    return copy

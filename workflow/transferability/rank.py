@@ -1,0 +1,850 @@
+"""``transferability rank``: rank candidate models for a target without fine-tuning (SPEC §12).
+
+Given a target — a known dataset name (its test split) or an image folder with one sub-folder
+per class — and candidate models (checkpoints written by the workflow), extract one layer for a
+class-balanced subset, compute the chosen metrics and rank the models by one of them.
+
+Nothing here is a second implementation of the workflow: the subset comes from
+:func:`~transferability.data.balanced_subset` (datasets) or
+:func:`~transferability.imagefolder.extraction_subset` (folders), CNN inputs from
+:func:`~transferability.training.to_input`, VGG inputs from the VGG track's extraction transform
+(:func:`~transferability.imagefolder.build_transform`), layers from the models'
+``forward_layers``, and the values from :func:`~transferability.metrics.layer_stats` with the
+row functions of :func:`~transferability.pipeline.metric_table` (so an undefined metric is NaN
+with the same note as in the workflow's tables). Aggregate metrics (``c56``) are computed over
+the ranked models, as the workflow computes them over its models.
+
+Activations of the chosen layer are held in memory (n × d float32, plus a float64 copy for the
+statistics): cheap for the default layers, about 3 GB for VGG16 ``pool1`` at 300 images.
+
+Every problem the user can fix (unreadable model, unknown name, wrong image size, too few
+samples per class) raises :class:`RankError` with a message naming the file or value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transferability.data import DATASET_ROOT, KNOWN_DATASETS
+
+__all__ = [
+    "CNN_INPUT_SIZE",
+    "DEFAULT_METRICS",
+    "Candidate",
+    "ConfigSelection",
+    "RankError",
+    "RankResult",
+    "Target",
+    "config_checkpoints",
+    "default_layer",
+    "extract",
+    "format_table",
+    "load_candidate",
+    "load_target",
+    "rank_models",
+    "write_table_csv",
+]
+
+#: Metrics ranked by default (the thesis's conclusion and the literature's usual set).
+DEFAULT_METRICS: tuple[str, ...] = ("rsa", "logme", "leep", "nce", "hscore_reg")
+#: Side of the grey images the thesis CNN takes.
+CNN_INPUT_SIZE = 28
+#: Images per forward pass (CNN: one tensor; VGG: the batch of the DataLoader).
+CNN_BATCH = 1000
+VGG_BATCH = 16
+_NO_HEAD_NOTE = "undefined: the source model has no classifier head (no logits)"  # as metric_table
+_CNN_KEYS = {
+    f"{layer}.{p}" for layer in ("conv1", "conv2", "fc1", "fc2") for p in ("weight", "bias")
+}
+
+
+class RankError(ValueError):
+    """A problem with the user's input (model file, target, names, sizes), named in the message."""
+
+
+# --------------------------------------------------------------------------- target
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """The class-balanced samples every candidate model sees.
+
+    ``kind`` is ``"dataset"`` (``images``: uint8 (n, 28, 28) from the test split,
+    ``sample_index``: rows of that split) or ``"folder"`` (``root`` and ``paths`` relative to it,
+    ``sample_index``: positions in the folder's sorted listing). ``labels`` are 0..K-1 in the order
+    of ``classes``; samples are ordered by (label, index).
+    """
+
+    name: str
+    kind: str
+    labels: np.ndarray
+    sample_index: np.ndarray
+    classes: tuple[str, ...]
+    per_class: int
+    seed: int
+    images: np.ndarray | None = None
+    root: Path | None = None
+    paths: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def describe(self) -> str:
+        where = "test split" if self.kind == "dataset" else f"image folder {self.root}"
+        return (
+            f"{self.name} ({where}): {self.n} images = {self.per_class} per class x "
+            f"{len(self.classes)} classes, seed {self.seed}"
+        )
+
+
+def _short_classes(classes: list[str], counts: np.ndarray, per_class: int) -> list[str]:
+    return [f"{c}: {int(k)}" for c, k in zip(classes, counts, strict=True) if k < per_class]
+
+
+def load_target(
+    target: str | os.PathLike,
+    *,
+    per_class: int = 50,
+    seed: int = 0,
+    data_dir: str | os.PathLike = DATASET_ROOT,
+) -> Target:
+    """Choose ``per_class`` samples of every class of ``target`` (seeded, as the workflow does).
+
+    ``target``: a name in :data:`~transferability.data.KNOWN_DATASETS` (read from
+    ``<data_dir>/<name>/data.npz``, test split, :func:`balanced_subset`) or an image folder
+    (listing and subset as the VGG track: :func:`list_image_folder`, :func:`extraction_subset`
+    over the whole folder). A known name wins over a folder of that name (write ``./mnist``).
+
+    Raises :class:`RankError`: unknown name and no such folder (known names listed), dataset
+    file missing or corrupt, a class with fewer than ``per_class`` samples (classes and counts
+    named), or a folder without usable class folders.
+    """
+    from transferability.data import balanced_subset, dataset_path, load_dataset
+
+    if per_class < 1:
+        raise RankError(f"--per-class must be >= 1, got {per_class}")
+    text = os.fspath(target)
+    if text in KNOWN_DATASETS:
+        path = dataset_path(text, data_dir)
+        try:
+            ds = load_dataset(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise RankError(str(err)) from err
+        classes = [str(c) for c in range(ds.num_classes)]  # the class ids are the names
+        counts = np.bincount(ds.test_y, minlength=ds.num_classes)
+        short = _short_classes(classes, counts, per_class)
+        if short:
+            raise RankError(
+                f"target {text}: need {per_class} test images per class (--per-class), but "
+                f"class(es) have fewer: {', '.join(short)}"
+            )
+        index = balanced_subset(ds.test_y, per_class, seed, num_classes=ds.num_classes)
+        return Target(
+            name=text,
+            kind="dataset",
+            labels=ds.test_y[index],
+            sample_index=index,
+            classes=tuple(classes),
+            per_class=per_class,
+            seed=seed,
+            images=ds.test_x[index],
+        )
+    root = Path(text)
+    if not root.is_dir():
+        raise RankError(
+            f"target {text!r} is neither a known dataset ({', '.join(KNOWN_DATASETS)}) nor an "
+            "image folder (a directory with one sub-folder of images per class)"
+        )
+    from transferability.imagefolder import extraction_subset, list_image_folder
+
+    try:
+        paths, labels, classes = list_image_folder(root)
+    except (OSError, ValueError) as err:
+        raise RankError(str(err)) from err
+    counts = np.bincount(labels, minlength=len(classes))
+    short = _short_classes([repr(c) for c in classes], counts, per_class)
+    if short:
+        raise RankError(
+            f"image folder {root}: need {per_class} images per class (--per-class), but class "
+            f"folder(s) hold fewer: {', '.join(short)}"
+        )
+    # The whole folder is the target: every image is a candidate for the subset.
+    index = pd.DataFrame(
+        {"path": paths, "label": labels, "class": [classes[i] for i in labels], "split": "test"}
+    )
+    chosen = extraction_subset(index, per_class=per_class, seed=seed, split="test")
+    return Target(
+        name=root.name or text,
+        kind="folder",
+        labels=chosen["label"].to_numpy(dtype=np.int64),
+        sample_index=chosen.index.to_numpy(dtype=np.int64),
+        classes=tuple(classes),
+        per_class=per_class,
+        seed=seed,
+        root=root,
+        paths=tuple(chosen["path"]),
+    )
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+@dataclass(eq=False)
+class Candidate:
+    """A loaded candidate model: ``kind`` is ``"cnn"`` (thesis CNN) or ``"vgg"``."""
+
+    label: str
+    path: Path
+    kind: str
+    model: Any  # torch.nn.Module
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        from transferability.layers import CNN_LAYERS
+
+        return CNN_LAYERS if self.kind == "cnn" else tuple(self.model.layer_names)
+
+    @property
+    def head_layer(self) -> str | None:
+        """The layer whose outputs are the source head's logits (None: no head)."""
+        if self.kind == "cnn":
+            return "fc2"
+        return "fc8" if "fc8" in self.layers else None
+
+
+def default_layer(candidate: Candidate) -> str:
+    """``fc1`` for the CNN, ``fc7`` for a VGG with classifier, ``pool5`` for an encoder."""
+    if candidate.kind == "cnn":
+        return "fc1"
+    return "fc7" if "fc7" in candidate.layers else "pool5"
+
+
+def _read_error(path: Path, err: Exception) -> RankError:
+    text = str(err)
+    if "Weights only load failed" in text or "UnpicklingError" in text:
+        detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), "")
+        return RankError(
+            f"model file {path} holds pickled code or objects other than tensors"
+            + (f" ({detail})" if detail else "")
+            + "; refused: checkpoints are read with weights_only=True, so nothing in them runs"
+        )
+    first = text.split(". ")[0].removeprefix(f"cannot read checkpoint {path}: ")
+    return RankError(
+        f"cannot read model file {path}: it is truncated, corrupted or not a PyTorch "
+        f"checkpoint ({first})"
+    )
+
+
+def load_candidate(path: str | os.PathLike, name: str | None = None) -> Candidate:
+    """Load a checkpoint written by the workflow and rebuild its model (eval mode, CPU).
+
+    CNN checkpoints (``results/<track>/checkpoints/<source>/seed<k>/step<label>.pt``): meta with
+    ``num_classes``, state keys ``conv1/conv2/fc1/fc2.{weight,bias}``. VGG checkpoints
+    (``results/vgg/checkpoints/<source>/seed<k>/final.pt``): meta with ``arch``, ``cifar``,
+    ``num_classes`` (:func:`transferability.pipeline_vgg.load_source`). The label is ``name``, or
+    ``"<source> seed<seed> step<step>"`` from the meta (else the file name).
+
+    Raises :class:`RankError` naming the file when it is missing, truncated, holds pickled
+    code, or its contents fit neither layout.
+    """
+    from transferability.artifacts import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise RankError(f"model file {path} does not exist")
+    try:
+        state, meta = load_checkpoint(path)
+    except ValueError as err:
+        if "not a transferability checkpoint" in str(err):
+            raise RankError(
+                f"model file {path} is not a checkpoint of this workflow (expected a dict with "
+                "'state_dict' and 'meta'); for a VGG weight file, add it as a source of the vgg "
+                "track and use the checkpoint the workflow writes for it"
+            ) from err
+        raise _read_error(path, err) from err
+    if not isinstance(state, Mapping) or not isinstance(meta, Mapping):
+        raise RankError(f"model file {path}: 'state_dict' and 'meta' must be dicts")
+    meta = dict(meta)
+    if "arch" in meta:
+        kind = "vgg"
+        from transferability.vgg import build_vgg
+
+        try:
+            classes = meta.get("num_classes")
+            model = build_vgg(
+                str(meta["arch"]),
+                None if classes is None else int(classes),
+                cifar=bool(meta.get("cifar", False)),
+            )
+            model.load_state_dict(state)
+        except (ValueError, RuntimeError, TypeError) as err:
+            raise RankError(
+                f"model file {path}: the weights do not fit its VGG meta "
+                f"(arch {meta.get('arch')!r}, cifar {meta.get('cifar')}, "
+                f"num_classes {meta.get('num_classes')}): {_first_line(err)}"
+            ) from err
+    elif _CNN_KEYS <= set(state) and "num_classes" in meta:
+        kind = "cnn"
+        from transferability.models import ThesisCNN
+
+        try:
+            model = ThesisCNN(int(meta["num_classes"]))
+            model.load_state_dict(state)
+        except (ValueError, RuntimeError, TypeError) as err:
+            raise RankError(
+                f"model file {path}: the weights do not fit the thesis CNN with "
+                f"{meta['num_classes']} classes: {_first_line(err)}"
+            ) from err
+    else:
+        keys = ", ".join(sorted(state)[:6]) + (", ..." if len(state) > 6 else "")
+        raise RankError(
+            f"model file {path}: unknown layout (state keys [{keys}]"
+            f"; meta keys {sorted(meta)}); expected a CNN checkpoint (conv1/conv2/fc1/fc2 and meta "
+            "num_classes) or a VGG checkpoint (meta arch, cifar, num_classes)"
+        )
+    model.eval()
+    return Candidate(name or _meta_label(meta, path), path, kind, model, meta)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else type(err).__name__
+
+
+def _meta_label(meta: Mapping, path: Path) -> str:
+    if all(k in meta for k in ("source", "seed", "step")):
+        return f"{meta['source']} seed{meta['seed']} step{meta['step']}"
+    return path.name
+
+
+def _unique_labels(candidates: list[Candidate]) -> None:
+    """Make labels unique: repeated ones get the file path appended."""
+    seen: dict[str, int] = {}
+    for c in candidates:
+        seen[c.label] = seen.get(c.label, 0) + 1
+    for c in candidates:
+        if seen[c.label] > 1:
+            c.label = f"{c.label} [{c.path}]"
+
+
+# --------------------------------------------------------------------------- config sources
+
+
+@dataclass(frozen=True)
+class ConfigSelection:
+    """Checkpoints of a workflow config's sources and the config's extraction settings."""
+
+    paths: tuple[Path, ...]
+    names: tuple[str, ...]
+    data_dir: str | None
+    per_class: int | None
+    seed: int | None
+    resize: int | None
+    crop: int | None
+
+
+def config_checkpoints(
+    config_path: str | os.PathLike,
+    sources: Sequence[str] | None = None,
+    *,
+    track: str | None = None,
+    run_seed: int | None = None,
+    step: str | None = None,
+    workdir: str | os.PathLike = ".",
+) -> ConfigSelection:
+    """The workflow's checkpoint paths for ``sources`` (default: all) of a config's track.
+
+    CNN tracks: ``results/<track>/checkpoints/<source>/seed<run_seed>/step<step>.pt`` with
+    ``step`` default the last pre-training checkpoint; the vgg track:
+    ``results/vgg/checkpoints/<source>/seed<run_seed>/final.pt``. ``run_seed`` defaults to the
+    track's first seed; paths are relative to ``workdir`` (where Snakemake runs). ``track``
+    defaults to the only track holding the sources. Also returns the config's ``data_dir``,
+    ``extract.per_class``/``seed`` and (vgg) ``transforms``, for the caller's defaults.
+
+    Raises :class:`RankError`: unreadable config, unknown track/source/step/seed, or a missing
+    checkpoint (the message gives the Snakemake command that makes it).
+    """
+    import yaml
+
+    from transferability.config import VGG_TRACK
+    from transferability.schedule import sort_labels
+
+    config_path = Path(config_path)
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except OSError as err:
+        raise RankError(f"cannot read config {config_path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise RankError(f"config {config_path} is not valid YAML: {err}") from err
+    tracks = (config or {}).get("tracks") if isinstance(config, dict) else None
+    if not isinstance(tracks, dict) or not tracks:
+        raise RankError(f"config {config_path} has no 'tracks'")
+    if track is None:
+        holding = [
+            t
+            for t, s in tracks.items()
+            if all(n in ((s or {}).get("sources") or {}) for n in sources or ())
+        ]
+        if len(holding) != 1:
+            where = (
+                f"sources {list(sources)} are in tracks {holding or 'none'} of {sorted(tracks)}"
+                if sources
+                else f"tracks {sorted(tracks)}"
+            )
+            raise RankError(f"config {config_path} has {where}; choose one with --track")
+        track = holding[0]
+    if track not in tracks:
+        raise RankError(f"config {config_path}: no track {track!r}; tracks: {sorted(tracks)}")
+    settings = tracks[track] or {}
+    known = list(settings.get("sources") or {})
+    names = list(sources) if sources else known
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise RankError(
+            f"config {config_path}: unknown source(s) {unknown} in tracks.{track}.sources; "
+            f"known: {known}"
+        )
+    seeds = list(settings.get("seeds") or [0])
+    if run_seed is None:
+        run_seed = int(seeds[0])
+    elif run_seed not in seeds:
+        raise RankError(
+            f"config {config_path}: --run-seed {run_seed} not in tracks.{track}.seeds {seeds}"
+        )
+    vgg = track == VGG_TRACK
+    if vgg:
+        if step not in (None, "final"):
+            raise RankError(f"the vgg track has one checkpoint per source ('final'), not {step!r}")
+        step = "final"
+    else:
+        labels = sort_labels(list((settings.get("pretrain") or {}).get("checkpoints") or []))
+        if step is None:
+            if not labels:
+                raise RankError(f"config {config_path}: tracks.{track}.pretrain.checkpoints empty")
+            step = labels[-1]
+        elif step not in labels:
+            raise RankError(
+                f"config {config_path}: --step {step!r} not in tracks.{track}.pretrain.checkpoints "
+                f"{labels}"
+            )
+    workdir = Path(workdir)
+    paths = []
+    for name in names:
+        rel = f"results/{track}/checkpoints/{name}/seed{run_seed}/" + (
+            "final.pt" if vgg else f"step{step}.pt"
+        )
+        path = workdir / rel
+        if not path.is_file():
+            raise RankError(
+                f"checkpoint {path} of source {name!r} does not exist; the workflow makes it: "
+                f"snakemake --cores all --configfile {config_path} {rel} "
+                f"(run in {workdir.resolve()})"
+            )
+        paths.append(path)
+    extract = settings.get("extract") or {}
+    transforms = settings.get("transforms") or {}
+    return ConfigSelection(
+        paths=tuple(paths),
+        names=tuple(names),
+        data_dir=config.get("data_dir"),
+        per_class=extract.get("per_class"),
+        seed=extract.get("seed"),
+        resize=transforms.get("resize") if vgg else None,
+        crop=transforms.get("crop") if vgg else None,
+    )
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _cnn_images(target: Target) -> np.ndarray:
+    """uint8 (n, 28, 28) images of the target for the CNN; folder images converted to grey."""
+    if target.images is not None:
+        return target.images
+    from PIL import Image
+
+    out = np.empty((target.n, CNN_INPUT_SIZE, CNN_INPUT_SIZE), dtype=np.uint8)
+    for i, rel in enumerate(target.paths):
+        path = target.root / rel
+        try:
+            with Image.open(path) as image:
+                if image.size != (CNN_INPUT_SIZE, CNN_INPUT_SIZE):
+                    w, h = image.size
+                    raise RankError(
+                        f"image {path} is {w}x{h}; the thesis CNN needs {CNN_INPUT_SIZE}x"
+                        f"{CNN_INPUT_SIZE} grey-scale images (resize the folder first)"
+                    )
+                out[i] = np.asarray(image.convert("L"), dtype=np.uint8)
+        except RankError:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise RankError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    return out
+
+
+class _ArrayImages:
+    """uint8 grey images (n, h, w) as a map-style dataset of (transform(PIL image), label)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def _vgg_transform_sizes(
+    candidate: Candidate, resize: int | None, crop: int | None
+) -> tuple[int, int]:
+    from transferability.vgg import input_size
+
+    size = input_size(candidate.model)
+    crop = crop or size
+    resize = resize or (256 if size == 224 and crop == 224 else crop)
+    if candidate.model.cifar and crop != size:
+        raise RankError(
+            f"model {candidate.label} ({candidate.path}) is CIFAR-style and takes {size}x{size} "
+            f"inputs, but the crop is {crop} (--crop, or the config's vgg transforms)"
+        )
+    if crop < 32 or resize < crop:
+        raise RankError(f"need --resize >= --crop >= 32, got resize {resize}, crop {crop}")
+    return resize, crop
+
+
+def _check_layer(candidate: Candidate, layer: str) -> None:
+    if layer not in candidate.layers:
+        raise RankError(
+            f"model {candidate.label} ({candidate.path}) has no layer {layer!r}; its layers: "
+            f"{', '.join(candidate.layers)}"
+        )
+
+
+def extract(
+    candidate: Candidate,
+    target: Target,
+    layer: str,
+    *,
+    device: str = "cpu",
+    resize: int | None = None,
+    crop: int | None = None,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(activations, logits)`` of ``candidate`` on ``target``: the layer's outputs as float32
+    (n, *layer_shape) and the source head's logits (n, classes), None without a head.
+
+    CNN: :func:`to_input` of the 28×28 grey images (a folder's images are converted with PIL
+    ``L``; another size raises :class:`RankError` naming the file). VGG: the track's extraction
+    transform (``build_transform(False, resize, crop)``; default 256/224, or 32/32 for
+    CIFAR-style models). Eval mode, ``torch.inference_mode``.
+    """
+    import torch
+
+    _check_layer(candidate, layer)
+    head = candidate.head_layer
+    wanted = tuple(dict.fromkeys([layer] + ([head] if head else [])))
+    on = torch.device(device)
+    model = candidate.model.to(on).eval()
+    outs: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+    with torch.inference_mode():
+        if candidate.kind == "cnn":
+            from transferability.training import to_input
+
+            images = _cnn_images(target)
+            step = batch_size or CNN_BATCH
+            batches = (to_input(images[i : i + step]) for i in range(0, len(images), step))
+        else:
+            from transferability.imagefolder import ImageFolderSplit, build_transform
+
+            size, side = _vgg_transform_sizes(candidate, resize, crop)
+            transform = build_transform(False, resize=size, crop=side)
+            if target.images is not None:
+                dataset = _ArrayImages(target.images, target.labels, transform)
+            else:
+                frame = pd.DataFrame({"path": list(target.paths), "label": target.labels})
+                dataset = ImageFolderSplit(target.root, frame, transform)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size or VGG_BATCH)
+            batches = (x for x, _ in _named_errors(loader))
+        for x in batches:
+            values = model.forward_layers(x.to(on), wanted)
+            for name in wanted:
+                outs[name].append(values[name].float().cpu().numpy())
+    activations = np.concatenate(outs[layer]).astype(np.float32, copy=False)
+    logits = np.concatenate(outs[head]) if head else None
+    return activations, logits
+
+
+def _named_errors(loader):
+    try:
+        yield from loader
+    except (FileNotFoundError, ValueError) as err:  # ImageFolderSplit names the file
+        raise RankError(str(err)) from err
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+@dataclass
+class RankResult:
+    """The ranking: ``table`` (columns ``rank, model, <metric>...``, sorted by rank),
+    ``rows`` (tidy: model, checkpoint, layer, metric, value, note — one per model and metric,
+    as :func:`~transferability.pipeline.metric_table` plus the model), ``directions``
+    (metric → higher is better), the ranking metric ``by`` and the ``target``."""
+
+    table: pd.DataFrame
+    rows: pd.DataFrame
+    directions: dict[str, bool]
+    by: str
+    target: Target
+    metrics: tuple[str, ...]
+
+
+def _check_metrics(metrics: Sequence[str], by: str | None) -> tuple[list[str], str]:
+    from transferability.metrics import check_names
+
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise RankError("no metrics given")
+    try:
+        check_names(metrics)
+    except ValueError as err:
+        raise RankError(str(err)) from err
+    by = by or metrics[0]
+    if by not in metrics:
+        raise RankError(f"--by {by!r} is not among the metrics {metrics}")
+    return metrics, by
+
+
+def _score(
+    activations: np.ndarray,
+    logits: np.ndarray | None,
+    labels: np.ndarray,
+    layer: str,
+    layer_metrics: list[str],
+    prediction_metrics: list[str],
+) -> list[dict]:
+    """Metric rows exactly as :func:`~transferability.pipeline.metric_table` builds them."""
+    from transferability.metrics import NEEDS_SAMPLE_STATS, layer_stats
+    from transferability.pipeline import layer_metric_rows, prediction_metric_rows, softmax
+
+    rows: list[dict] = []
+    if layer_metrics:
+        stats = layer_stats(
+            activations.reshape(len(activations), -1),
+            labels,
+            layer_shape=tuple(activations.shape[1:]),
+            with_sample_stats=bool(NEEDS_SAMPLE_STATS.intersection(layer_metrics)),
+        )
+        rows += layer_metric_rows(layer, stats, layer_metrics)
+    if prediction_metrics and logits is None:
+        rows += [
+            {"layer": "logits", "metric": m, "value": math.nan, "note": _NO_HEAD_NOTE}
+            for m in prediction_metrics
+        ]
+    elif prediction_metrics:
+        rows += prediction_metric_rows(softmax(logits), labels, prediction_metrics)
+    return rows
+
+
+def rank_models(
+    models: Sequence[str | os.PathLike | Candidate],
+    target: str | os.PathLike | Target,
+    *,
+    names: Sequence[str] | None = None,
+    layer: str | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    by: str | None = None,
+    per_class: int = 50,
+    seed: int = 0,
+    data_dir: str | os.PathLike = DATASET_ROOT,
+    device: str = "cpu",
+    threads: int | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
+    batch_size: int | None = None,
+) -> RankResult:
+    """Rank ``models`` (checkpoint paths or loaded :class:`Candidate`) for ``target``.
+
+    ``target``: dataset name, image folder or a :class:`Target` (then ``per_class``, ``seed``
+    and ``data_dir`` are unused). ``layer``: one layer for every model (default
+    :func:`default_layer` per model). ``by``: ranking metric (default the first), oriented by
+    its ``higher_is_better``; NaN ranks last; ties share the better rank. ``threads``: torch
+    intra-op threads (None: leave as is). Aggregate metrics (``c56``) are computed over the
+    ranked models from their inputs (computed when not requested).
+
+    Raises :class:`RankError` on any input problem (see :func:`load_target`,
+    :func:`load_candidate`, :func:`extract`).
+    """
+    from transferability.metrics import METRICS, metric_names
+
+    metrics, by = _check_metrics(metrics, by)
+    if not models:
+        raise RankError("no candidate models given")
+    if names is not None and len(names) != len(models):
+        raise RankError(f"got {len(names)} --name for {len(models)} --model; give one per model")
+    _set_up_torch(device, threads)
+    candidates = []  # models first: a bad file or layer fails before any data is read
+    for i, m in enumerate(models):
+        c = m if isinstance(m, Candidate) else load_candidate(m)
+        if names is not None:
+            c.label = names[i]
+        candidates.append(c)
+    _unique_labels(candidates)
+    layers = {c.label: layer or default_layer(c) for c in candidates}
+    for c in candidates:
+        _check_layer(c, layers[c.label])
+    if not isinstance(target, Target):
+        target = load_target(target, per_class=per_class, seed=seed, data_dir=data_dir)
+
+    aggregates = [m for m in metrics if m in metric_names("aggregate")]
+    needed = list(dict.fromkeys(metrics + [i for a in aggregates for i in METRICS[a].inputs]))
+    layer_metrics = [m for m in needed if m in metric_names("layer")]
+    prediction_metrics = [m for m in needed if m in metric_names("prediction")]
+    rows = []
+    for c in candidates:
+        chosen = layers[c.label]
+        activations, logits = extract(
+            c, target, chosen, device=device, resize=resize, crop=crop, batch_size=batch_size
+        )
+        for row in _score(
+            activations, logits, target.labels, chosen, layer_metrics, prediction_metrics
+        ):
+            rows.append({"model": c.label, "checkpoint": str(c.path), **row})
+    tidy = pd.DataFrame(rows, columns=["model", "checkpoint", "layer", "metric", "value", "note"])
+    if aggregates:
+        tidy = pd.concat([tidy, _aggregate_rows(tidy, candidates, aggregates)], ignore_index=True)
+    tidy = tidy[tidy["metric"].isin(metrics)].reset_index(drop=True)
+    directions = {m: bool(METRICS[m].higher_is_better) for m in metrics}
+    table = _wide(tidy, [c.label for c in candidates], metrics, by, directions[by])
+    return RankResult(table, tidy, directions, by, target, tuple(metrics))
+
+
+def _set_up_torch(device: str, threads: int | None) -> None:
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        raise RankError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RankError("--device cuda, but torch sees no CUDA device on this machine")
+    if threads is not None:
+        if threads < 1:
+            raise RankError(f"--threads must be >= 1, got {threads}")
+        from transferability.training import configure_torch
+
+        configure_torch(threads, device)
+
+
+def _aggregate_rows(
+    tidy: pd.DataFrame, candidates: list[Candidate], aggregates: list[str]
+) -> pd.DataFrame:
+    """Aggregate metrics (``c56``) over the ranked models, each from its per-model inputs."""
+    from transferability.metrics import METRICS
+
+    rows = []
+    for name in aggregates:
+        fn = METRICS[name]
+        inputs = []
+        for metric in fn.inputs:
+            part = tidy[tidy["metric"] == metric].set_index("model")
+            inputs.append(np.array([part.at[c.label, "value"] for c in candidates], dtype=float))
+        layers = tidy[tidy["metric"] == fn.inputs[0]].set_index("model")["layer"]
+        values = np.asarray(fn(*inputs), dtype=float)
+        for c, value in zip(candidates, values, strict=True):
+            rows.append(
+                {
+                    "model": c.label,
+                    "checkpoint": str(c.path),
+                    "layer": layers[c.label],
+                    "metric": name,
+                    "value": value,
+                    "note": f"scaled over the {len(candidates)} ranked models",
+                }
+            )
+    return pd.DataFrame(rows, columns=tidy.columns)
+
+
+def _wide(
+    tidy: pd.DataFrame, labels: list[str], metrics: list[str], by: str, higher: bool
+) -> pd.DataFrame:
+    wide = tidy.pivot(index="model", columns="metric", values="value").reindex(
+        index=labels, columns=metrics
+    )
+    wide.columns.name = None
+    key = wide[by] if higher else -wide[by]
+    rank = key.rank(method="min", ascending=False, na_option="bottom").astype(int)
+    wide = wide.reset_index()
+    wide.insert(0, "rank", rank.to_numpy())
+    order = np.lexsort((np.arange(len(wide)), wide["rank"].to_numpy()))
+    return wide.iloc[order].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _number(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "nan" if value is None or np.isnan(value) else str(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}"
+    return f"{value:.3e}"
+
+
+def format_table(result: RankResult, *, arrows: bool = True) -> str:
+    """The ranking as plain aligned text: a context line, the header (``rank, model,
+    <metric>...``), a line with each metric's direction (``↑`` higher is better, ``↓`` lower;
+    ``higher``/``lower`` when ``arrows`` is false), one line per model, then the notes of NaN or
+    warned values."""
+    up, down = ("↑", "↓") if arrows else ("higher", "lower")
+    metrics = list(result.metrics)
+    header = ["rank", "model", *metrics]
+    direction = ["", "", *(up if result.directions[m] else down for m in metrics)]
+    body = [
+        [str(r["rank"]), str(r["model"]), *(_number(r[m]) for m in metrics)]
+        for _, r in result.table.iterrows()
+    ]
+    widths = [max(len(row[i]) for row in [header, direction, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        parts = [cells[0].rjust(widths[0]), cells[1].ljust(widths[1])]
+        parts += [c.rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True)]
+        return "  ".join(parts).rstrip()
+
+    layers = list(dict.fromkeys(result.rows.loc[result.rows["layer"] != "logits", "layer"]))
+    by = result.by
+    lines = [
+        f"target: {result.target.describe()}",
+        f"layer:  {', '.join(layers) or '(head outputs only)'}; ranked by {by} "
+        f"({'higher' if result.directions[by] else 'lower'} is better)",
+        "",
+        line(header),
+        line(direction),
+        *(line(row) for row in body),
+    ]
+    from transferability.metrics import metric_names
+
+    aggregate = result.rows["metric"].isin(metric_names("aggregate"))  # their note: the scaling
+    notes = result.rows[result.rows["note"].astype(bool) & ~aggregate]
+    if len(notes):
+        lines += ["", "notes:"]
+        lines += [f"  {r.model}: {r.metric}: {r.note}" for r in notes.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def write_table_csv(result: RankResult, path: str | os.PathLike) -> None:
+    """Write ``result.table`` (``rank, model, <metric>...``, values unrounded) atomically."""
+    from transferability.artifacts import write_csv
+
+    write_csv(result.table, path)
