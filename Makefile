@@ -7,7 +7,7 @@ DATA := resources/datasets
 CORES ?= all
 SNAKEMAKE := $(VENV)/bin/snakemake
 
-.PHONY: install data run test lint format dryrun-paper clean-results
+.PHONY: install data run report test test-slurm lint format dryrun-paper clean-results
 
 install: $(STAMP) data
 
@@ -36,9 +36,20 @@ $(DATA)/fashion_mnist/data.npz: | $(STAMP)
 
 run: install
 	$(SNAKEMAKE) --cores $(CORES)
+	$(MAKE) --no-print-directory report
+
+# Every figure and table of the last run, with captions (report/*.rst), in one HTML file.
+report: $(STAMP)
+	$(SNAKEMAKE) --report results/report.html
 
 test: install
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-slurm
+
+# The tiny workflow through a real single-node SLURM (started and stopped here; needs root for
+# apt-get and the daemons) with profiles/slurm, compared with a local run (README, "Running on a cluster").
+test-slurm: install
+	bash tools/slurm/test.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workflow tests benchmarks

@@ -117,6 +117,17 @@ def _shared_labels(fig: plt.Figure, axes: np.ndarray, xlabel: str, ylabel: str) 
 # --------------------------------------------------------------------------- QUANTA
 
 
+def _lambda_limits(values: Iterable[float]) -> tuple[float, float]:
+    """y-limits around the λ values (and inits) drawn, inside [0, 1]: λ_S often moves by a few
+    hundredths only, which a fixed 0–1 axis would hide."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if not len(finite):
+        return -0.03, 1.03
+    low, high = finite.min(), finite.max()
+    pad = 0.1 * (high - low) + 0.01
+    return max(-0.03, low - pad), min(1.03, high + pad)
+
+
 def quanta_lambda(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """QUANTA score (λ_S at the end of training) per mixed layer, as in the QUANTA paper's
     Figs. 4/5.
@@ -137,13 +148,15 @@ def quanta_lambda(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     order = _layer_order(stats["layer"].unique())
     x = np.arange(len(order), dtype=float)
     fig, axes = _panels(len(targets), len(inits), 3.6, 3.0, sharey=True)
+    spread = stats["std"].fillna(0)
+    limits = _lambda_limits([*(stats["mean"] - spread), *(stats["mean"] + spread), *inits])
     for (row, col), ax in np.ndenumerate(axes):
         target, init = targets[row], inits[col]
         part = stats[(stats["panel"] == target) & (stats["lambda_init"] == init)]
         title = f"target {target} · λ init {init:g}"
         ax.set_xticks(x, order)
         ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylim(*limits)
         if part.empty:
             _no_data(ax, title)
             continue
@@ -187,12 +200,13 @@ def quanta_epochs(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     order = _layer_order(data["layer"].unique())
     palette = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
     fig, axes = _panels(len(targets), len(sources), 3.6, 3.0, sharex=True, sharey=True)
+    limits = _lambda_limits([*data["lambda_s"], init])
     for (row, col), ax in np.ndenumerate(axes):
         target, source = targets[row], sources[col]
         part = data[(data["panel"] == target) & (data["source"] == source)]
         part = part.dropna(subset=["lambda_s"])
         title = f"target {target} · source {source}"
-        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylim(*limits)
         if part.empty:
             _no_data(ax, title)
             continue
@@ -419,7 +433,7 @@ def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
             bounds = part.groupby(part["level"].astype(int))[["low", "high"]].first()
             bounds = bounds.reindex(levels)
             ticks = [
-                f"{level}\n[{lo:.2g}, {hi:.2g}]" if np.isfinite(lo) and np.isfinite(hi) else tick
+                f"{level}\n{lo:.2g}\n…{hi:.2g}" if np.isfinite(lo) and np.isfinite(hi) else tick
                 for level, tick, lo, hi in zip(
                     levels,
                     ticks,
