@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferability.artifacts import write_csv
+from transferability.artifacts import load_checkpoint, write_csv
 from transferability.data import load_dataset
 from transferability.pipeline import (
     _history_row,
@@ -64,12 +64,6 @@ TASK_COLUMNS = [
     "value",
     "note",
 ]
-
-
-def _source_state(checkpoint_path: str | Path) -> tuple[dict, dict]:
-    from transferability.artifacts import load_checkpoint
-
-    return load_checkpoint(checkpoint_path)
 
 
 def _optimizer(model, protocol: Mapping):
@@ -153,7 +147,7 @@ def run_quanta(
     on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
     train, _, test = _splits(dataset, protocol.get("train_samples"), protocol.get("eval_samples"))
-    states = {step: _source_state(path) for step, path in checkpoint_paths.items()}
+    states = {step: load_checkpoint(path) for step, path in checkpoint_paths.items()}
     for (step, layer, lambda_init, run), out in outputs.items():
         state, meta = states[step]
         model = quanta_model(
@@ -273,7 +267,7 @@ def run_layer_transfer(
     on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
     train, _, test = _splits(dataset, protocol.get("train_samples"), protocol.get("eval_samples"))
-    state, meta = _source_state(checkpoint_path)
+    state, meta = load_checkpoint(checkpoint_path)
     for (mode, n), out in outputs.items():
         variant = f"{role}nB_{mode}"
         model = build_layer_transfer(
@@ -395,7 +389,7 @@ def random_tasks(
 
     on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
-    state, meta = _source_state(checkpoint_path)
+    state, meta = load_checkpoint(checkpoint_path)
     source = meta["source"]
     source_model = ThesisCNN(int(meta["num_classes"]))
     source_model.load_state_dict(state)
