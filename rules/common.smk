@@ -88,6 +88,12 @@ def run_checkpoints(wildcards):
 def models(track):
     """Every (source, seed) pair of a track: the aggregate rules expand over these."""
     cfg = track_cfg(track)
+    if track == VGG_TRACK:
+        return [
+            (source, seed)
+            for source in cfg["sources"]
+            for seed in tconfig.vgg_seeds(config, source)
+        ]
     return [(source, seed) for source in cfg["sources"] for seed in cfg["seeds"]]
 
 
@@ -289,13 +295,6 @@ def vgg_finetune_checkpoint(wildcards):
     return f"results/vgg/checkpoints/{wildcards.source}/seed{wildcards.seed}/final.pt"
 
 
-def vgg_finetune_protocol(target):
-    protocol = dict(VGG["finetune"])
-    if "batch_size" in vgg_target_cfg(target):
-        protocol["batch_size"] = vgg_target_cfg(target)["batch_size"]
-    return protocol
-
-
 def vgg_model_files(pattern, with_scratch=False):
     sources = list(VGG["sources"]) + (
         ["scratch"] if with_scratch and VGG.get("scratch") else []
@@ -304,7 +303,7 @@ def vgg_model_files(pattern, with_scratch=False):
         pattern.format(target=target, source=source, seed=seed)
         for target in VGG["targets"]
         for source in sources
-        for seed in VGG.get("seeds", [0])
+        for seed in tconfig.vgg_seeds(config, source)
     ]
 
 

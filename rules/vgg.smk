@@ -136,6 +136,7 @@ rule vgg_extract:
     params:
         layers=VGG_LAYERS_FULL,
         root=lambda wc: vgg_target_cfg(wc.target)["root"],
+        transforms=lambda wc: tconfig.vgg_transforms(config, wc.source),
     script:
         "../workflow/scripts/vgg_extract.py"
 
@@ -151,6 +152,7 @@ use rule vgg_extract as vgg_extract_features with:
     params:
         layers=VGG_LAYERS_FEATURES,
         root=lambda wc: vgg_target_cfg(wc.target)["root"],
+        transforms=lambda wc: tconfig.vgg_transforms(config, wc.source),
 
 
 rule vgg_metrics:
@@ -197,7 +199,8 @@ rule vgg_finetune:
         runtime=720,
         gpu=TRAINING_GPUS,
     params:
-        protocol=lambda wc: vgg_finetune_protocol(wc.target),
+        protocol=lambda wc: tconfig.vgg_finetune_protocol(config, wc.target),
+        transforms=lambda wc: tconfig.vgg_transforms(config, wc.source),
         root=lambda wc: vgg_target_cfg(wc.target)["root"],
         extras=lambda wc: vgg_target_cfg(wc.target).get("extras"),
         scratch=VGG.get("scratch"),

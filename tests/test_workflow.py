@@ -274,6 +274,27 @@ def test_paper_config_plans_the_full_thesis_grid(tmp_path):
     assert len(track["pretrain"]["checkpoints"]) == len(track["finetune"]["checkpoints"]) == 12
 
 
+def test_reproduce_config_plans_its_protocol(tmp_path):
+    """config/reproduce.yaml merged into config.yaml, as `--configfile` does: 6 sources × 3
+    seeds, both targets, the studies switched off (null), the grids docs/reproduction used."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "reproduce.yaml").read_text()))
+    config["data_dir"] = str(DATA_DIR)
+    track = config["tracks"]["cnn"]
+    assert track["pretrain"]["checkpoints"] == ["0", "10b", "100b", "300b", "1e", "3e", "10e"]
+    assert (
+        track["finetune"]["checkpoints"][-1] == "1e" and track["finetune"]["eval_samples"] is None
+    )
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert counts["pretrain"] == "18"
+    assert counts["extract"] == counts["finetune"] == counts["metrics"] == "36"
+    assert not {"quanta", "layer_transfer", "random_tasks"} & set(counts)
+    assert counts["figure"] == "9"  # the track's figures, none of the studies'
+
+
 def test_report_holds_every_figure_and_table_with_captions(tiny_run):
     """`snakemake --report` on the tiny run: one self-contained HTML file with every figure and
     table of the run, grouped by track and stage, with the captions of report/*.rst."""

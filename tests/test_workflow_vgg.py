@@ -4,6 +4,7 @@ fine-tuning (with the from-scratch baseline) and the same tables as the CNN trac
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def vgg_run(tmp_path_factory) -> Path:
 def test_tiny_vgg_run_fills_the_tables(vgg_run):
     tables = vgg_run / "results" / "vgg" / "tables"
     sources = pd.read_csv(tables / "pretrain.csv")
-    assert sorted(sources["source"]) == sorted(SOURCES)
+    assert sorted(sources["source"].unique()) == sorted(SOURCES)
     assert set(sources["step"]) == {"final"}
     metrics = pd.read_csv(tables / "metrics.csv", keep_default_na=True)
     for source in SOURCES:
@@ -47,19 +48,25 @@ def test_tiny_vgg_run_fills_the_tables(vgg_run):
         assert got[got["metric"] == "rsa"]["value"].notna().all()
     finetune = pd.read_csv(tables / "finetune.csv")
     assert sorted(finetune["source"].unique()) == sorted(SOURCES + ["scratch"])
-    assert list(finetune[finetune["source"] == "random"]["finetune_step"].astype(str)) == [
-        "0", "3b", "10b", "30b"
-    ]  # fmt: skip
+    random = finetune[(finetune["source"] == "random") & (finetune["seed"] == 0)]
+    assert list(random["finetune_step"].astype(str)) == ["0", "3b", "10b", "30b"]
+    # the baselines (random weights, scratch) run over baseline_seeds, loaded sources once
+    seeds = finetune.groupby("source")["seed"].unique().apply(sorted).to_dict()
+    assert seeds == {s: [0, 1] if s in ("random", "scratch") else [0] for s in seeds}
+    assert sorted(sources[sources["source"] == "random"]["seed"]) == [0, 1]
+    random_models = [vgg_run / f"results/vgg/checkpoints/random/seed{s}/final.pt" for s in (0, 1)]
+    first, second = (load_checkpoint(path)[0] for path in random_models)
+    assert not torch.equal(first["features.0.weight"], second["features.0.weight"])
     logauc = pd.read_csv(tables / "logauc.csv")
-    assert len(logauc) == len(SOURCES) + 1 and logauc["logauc"].between(0, 1).all()
+    assert len(logauc) == len(SOURCES) + 1 + 2 and logauc["logauc"].between(0, 1).all()
     # weights pre-trained on the target's own dataset beat frozen random features
-    final = logauc.set_index("source")["final_accuracy"]
+    final = logauc.groupby("source")["final_accuracy"].mean()
     assert final["tiny_fashion"] > final["random"], logauc
     correlations = pd.read_csv(tables / "correlations.csv")
     everything = correlations[correlations["grouping"] == "all"]
     assert (everything["n"] == len(SOURCES)).all()  # scratch has no metrics: not a model
     assert everything["rho"].notna().any()
-    for figure in ("metrics_per_layer", "finetune_curves", "correlations"):
+    for figure in ("metrics_per_layer", "finetune_curves", "finetune_delta", "correlations"):
         assert (vgg_run / "results" / "vgg" / "figures" / f"{figure}.png").stat().st_size > 0
 
 
@@ -120,7 +127,12 @@ def test_paper_vgg_config_validates_and_dry_runs_naming_missing_files(tmp_path):
         result.stderr
     )
     assert "tracks.vgg.targets.malaria.root: data/malaria" in result.stderr
-    assert "vgg_finetune" in result.stdout
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    # 6 loaded sources + random over 3 baseline seeds; 3 targets; scratch over 3 seeds too
+    assert counts["vgg_source"] == "9" and counts["vgg_split"] == "3"
+    assert int(counts["vgg_extract"]) + int(counts["vgg_extract_features"]) == 3 * 9
+    assert counts["vgg_metrics"] == "27" and counts["vgg_finetune"] == str(3 * (9 + 3))
 
 
 @pytest.mark.parametrize(
@@ -134,6 +146,11 @@ def test_paper_vgg_config_validates_and_dry_runs_naming_missing_files(tmp_path):
         ),  # fmt: skip
         (lambda v: v["targets"]["fashion"].update(make_from="svhn"), "unknown dataset 'svhn'"),
         (lambda v: v["layers"].append("conv5"), "layers"),
+        (
+            lambda v: v["targets"]["fashion"].update(checkpoints=["0", "3b", "3b"]),
+            "tracks.vgg.targets.fashion.checkpoints: duplicate labels",
+        ),
+        (lambda v: v["sources"]["random"].update(transforms={"crop": 0}), "crop"),
     ],
 )
 def test_bad_vgg_config_stops_before_any_job(tmp_path, change, expected):

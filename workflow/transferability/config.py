@@ -221,6 +221,50 @@ def vgg_target_root(config: dict, target_name: str) -> str:
     return target(config, VGG_TRACK, target_name)["root"]
 
 
+#: What a VGG target may override in the track's fine-tuning protocol (thesis §2.3.1: batch
+#: sizes per target; custom3D and Oxford Pet drop the 100b and 300b checkpoints).
+VGG_TARGET_FINETUNE_KEYS = ("batch_size", "checkpoints")
+
+
+def vgg_finetune_protocol(config: dict, target_name: str) -> dict[str, Any]:
+    """The track's fine-tuning protocol with the target's batch size and checkpoint grid."""
+    protocol = dict(track(config, VGG_TRACK)["finetune"])
+    settings = target(config, VGG_TRACK, target_name)
+    protocol.update({k: settings[k] for k in VGG_TARGET_FINETUNE_KEYS if k in settings})
+    return protocol
+
+
+#: Input size of the thesis's CIFAR-10 VGG-19 (its classifier takes 512 = 512 × 1 × 1 features).
+CIFAR_TRANSFORMS = {"resize": 32, "crop": 32}
+
+
+def vgg_transforms(config: dict, source_name: str) -> dict[str, int]:
+    """Resize and crop of the images a source sees: its own ``transforms``, else 32 × 32 for a
+    CIFAR-variant source, else the track's. ``scratch`` (the from-scratch baseline) gets the
+    track's."""
+    settings = track(config, VGG_TRACK)
+    own = settings["sources"].get(source_name, {})
+    base = CIFAR_TRANSFORMS if own.get("cifar") else settings["transforms"]
+    return {**base, **own.get("transforms", {})}
+
+
+def is_vgg_baseline(config: dict, source_name: str) -> bool:
+    """The from-scratch model and sources with random weights: baselines, trained over the
+    track's ``baseline_seeds`` (thesis Fig. 3.20: 95 % bands over several seeds)."""
+    if source_name == "scratch":
+        return True
+    return track(config, VGG_TRACK)["sources"][source_name].get("weights") == "random"
+
+
+def vgg_seeds(config: dict, source_name: str) -> list[int]:
+    """Seeds of one VGG source: ``baseline_seeds`` for baselines (default: ``seeds``), else
+    ``seeds``. A loaded model is one model; its seed only seeds the new head and data order."""
+    settings = track(config, VGG_TRACK)
+    if is_vgg_baseline(config, source_name) and settings.get("baseline_seeds"):
+        return list(settings["baseline_seeds"])
+    return list(settings.get("seeds", [0]))
+
+
 def missing_vgg_inputs(config: dict) -> list[str]:
     """User-provided weight files and target folders that do not exist (yet): reported at
     start-up, so that a dry-run of a config with placeholder paths says what to provide."""
@@ -274,6 +318,9 @@ def _check_vgg(config: dict) -> None:
     prefix = f"tracks.{VGG_TRACK}"
     _check_metrics(prefix, settings["metrics"])
     _check_labels(f"{prefix}.finetune.checkpoints", settings["finetune"]["checkpoints"])
+    for name, target_settings in settings["targets"].items():
+        if "checkpoints" in target_settings:
+            _check_labels(f"{prefix}.targets.{name}.checkpoints", target_settings["checkpoints"])
     for name, source_settings in settings["sources"].items():
         key = f"{prefix}.sources.{name}"
         has_weights, pretrain_on = "weights" in source_settings, source_settings.get("pretrain_on")
@@ -338,6 +385,8 @@ def _check_studies(config: dict, track_name: str) -> None:
     settings = config["tracks"][track_name]
     pretrain_labels = settings["pretrain"]["checkpoints"]
     for name, study_settings in settings.get("studies", {}).items():
+        if study_settings is None:  # switched off
+            continue
         prefix = f"tracks.{track_name}.studies.{name}"
         for kind in ("sources", "targets"):
             _check_subset(f"{prefix}.{kind}", study_settings.get(kind), list(settings[kind]))

@@ -306,6 +306,14 @@ def finetune(
             n=min(len(test_rows), int(protocol["eval_samples"])), random_state=0
         ).reset_index(drop=True)
     num_classes = int(index["label"].max()) + 1
+    batch_size = int(protocol["batch_size"])
+    per_epoch = steps_per_epoch(len(train_rows), batch_size)
+    checkpoints = resolve_checkpoints(  # first: a grid that cannot work fails before any work
+        list(protocol["checkpoints"]),
+        len(train_rows),
+        batch_size,
+        context=f"target {target!r} (tracks.vgg.targets.{target}.checkpoints)",
+    )
     if checkpoint is None:
         if scratch_arch is None:
             raise ValueError("fine-tuning from scratch needs scratch_arch")
@@ -314,9 +322,6 @@ def finetune(
         source_model, _ = _model_from_checkpoint(checkpoint)
         model = transfer_vgg(source_model, num_classes, head_seed=derive_seed(seed, target, "head"))
     model.to(on)
-    batch_size = int(protocol["batch_size"])
-    per_epoch = steps_per_epoch(len(train_rows), batch_size)
-    checkpoints = resolve_checkpoints(list(protocol["checkpoints"]), len(train_rows), batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     lr0 = float(protocol["lr"])
     optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(protocol["momentum"]))

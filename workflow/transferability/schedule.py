@@ -64,11 +64,14 @@ def parse_label(label: str) -> tuple[int, str]:
     return int(label[:-1]), label[-1]
 
 
-def resolve_checkpoints(labels: list[str], n_train: int, batch_size: int) -> list[Checkpoint]:
+def resolve_checkpoints(
+    labels: list[str], n_train: int, batch_size: int, *, context: str = ""
+) -> list[Checkpoint]:
     """Resolve labels to optimizer-step counts, sorted by training progress.
 
     Raises ``ValueError`` when two labels land on the same step (e.g. ``1e`` and ``938b`` for
-    MNIST at batch 64), since they would be the same checkpoint under two names.
+    MNIST at batch 64), since they would be the same checkpoint under two names; the message
+    starts with ``context`` (e.g. which target's grid it is).
     """
     per_epoch = steps_per_epoch(n_train, batch_size)
     resolved = []
@@ -81,7 +84,9 @@ def resolve_checkpoints(labels: list[str], n_train: int, batch_size: int) -> lis
     for a, b in zip(resolved, resolved[1:], strict=False):
         if a.batches == b.batches:
             raise ValueError(
-                f"checkpoints {a.label!r} and {b.label!r} are the same step ({a.batches} batches)"
+                f"{context}{': ' if context else ''}checkpoints {a.label!r} and {b.label!r} "
+                f"are the same step ({a.batches} batches: {n_train} training samples at batch "
+                f"size {batch_size} make {per_epoch} batches per epoch); drop one of them"
             )
     return resolved
 
