@@ -178,6 +178,36 @@ def test_correlate_literature_measures():
     got = correlate(noisy, truth)
     assert got["top1_regret"] == pytest.approx(1 - 0.7 / 0.9)
     assert got["kendall_tau"] == pytest.approx(stats.kendalltau(noisy, truth).statistic)
+    # model selection (Agostinelli et al. 2022): relative top-1 accuracy and best-in-top-3
+    assert up["relative_top1"] == 1.0 and up["best_in_top3"] == 1.0
+    assert got["relative_top1"] == pytest.approx(0.7 / 0.9) and got["best_in_top3"] == 1.0
+    assert down["relative_top1"] == pytest.approx(0.5 / 0.9) and down["best_in_top3"] == 0.0
+    fourth = np.array([1.0, 5.0, 4.0, 3.0, 2.0])  # the best model ranked 5th, then 4th
+    assert correlate(fourth, truth)["best_in_top3"] == 0.0
+    assert correlate([2.0, 5.0, 4.0, 3.0, 1.0], truth)["best_in_top3"] == 0.0
+    assert correlate([3.0, 5.0, 4.0, 1.0, 2.0], truth)["best_in_top3"] == 1.0
+    undefined = correlate([1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4])
+    assert math.isnan(undefined["relative_top1"]) and math.isnan(undefined["best_in_top3"])
+
+
+#: TLlib's model-selection README (thuml/Transfer-Learning-Library examples/model_selection,
+#: commit 56ccfd7), "Model Ranking Benchmark on CIFAR10": fine-tuned accuracy and the scores
+#: of ten ImageNet models (GoogleNet, Inception V3, ResNet50/101/152, DenseNet121/169/201,
+#: MobileNet V2, MNasNet), and the weighted τ it publishes for each score.
+TLLIB_CIFAR10 = {
+    "accuracy": [96.2, 97.5, 96.8, 97.7, 97.9, 97.2, 97.4, 97.4, 95.7, 96.8],
+    "hscore": [5.911, 6.363, 6.567, 6.901, 6.945, 6.210, 6.547, 6.706, 5.928, 6.018],
+    "leep": [-1.385, -1.259, -1.010, -0.829, -0.838, -1.035, -0.934, -0.888, -1.100, -1.066],
+    "logme": [0.293, 0.349, 0.388, 0.463, 0.469, 0.302, 0.343, 0.369, 0.291, 0.304],
+    "nce": [-1.139, -1.060, -1.007, -0.838, -0.851, -1.006, -0.946, -0.866, -1.089, -1.086],
+}
+TLLIB_CIFAR10_WEIGHTED_TAU = {"hscore": 0.800, "leep": 0.638, "logme": 0.785, "nce": 0.714}
+
+
+@pytest.mark.parametrize("metric", sorted(TLLIB_CIFAR10_WEIGHTED_TAU))
+def test_weighted_tau_reproduces_tllib_published_values(metric):
+    got = correlate(TLLIB_CIFAR10[metric], TLLIB_CIFAR10["accuracy"])
+    assert round(got["weighted_tau"], 3) == TLLIB_CIFAR10_WEIGHTED_TAU[metric]
 
 
 def test_aggregate_c56_scales_over_models():

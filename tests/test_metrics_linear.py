@@ -168,21 +168,87 @@ def _logme_d_by_d(f: np.ndarray, y: np.ndarray) -> float:
     ("n", "d", "offset", "sep"),
     [(300, 20, 0.0, 0.8), (200, 50, 2.0, 0.5), (150, 10, 0.0, 3.0), (80, 160, 0.0, 0.8)],
 )
-def test_logme_matches_d_by_d(n, d, offset, sep):
+def test_logme_exact_matches_d_by_d(n, d, offset, sep):
     x, y = _data(n * 3 + d, n, d, offset=offset, sep=sep)
-    assert logme(x, y) == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
+    assert logme(x, y, evidence="exact") == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
+    assert METRICS["logme_exact"](layer_stats(x, y)) == logme(x, y, evidence="exact")
+
+
+def _logme_thuml(f: np.ndarray, y: np.ndarray) -> float:
+    """thuml/LogME's convention (LogME.py ``_fit_fixed_point``, commit 3a08950): singular values
+    of F from ``svd(F)`` when n <= d (all n of them), from ``eigh(FᵀF)`` keeping s > 1e-10 when
+    n > d; ``d/2·log α`` with the log-determinant over those values only."""
+    n, d = f.shape
+    if n <= d:
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+    else:
+        lam, v = np.linalg.eigh(f.T @ f)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        keep = s > 1e-10
+        s, u = s[keep], (f @ v[:, keep]) / s[keep]
+    sigma = s**2
+    out = []
+    for c in np.unique(y):
+        t_ = (y == c).astype(np.float64)
+        x2 = (u.T @ t_) ** 2
+        rest = t_ @ t_ - x2.sum()
+        alpha = beta = 1.0
+        for _ in range(11):
+            t = alpha / beta
+            gamma = np.sum(sigma / (sigma + t))
+            m2 = np.sum(sigma * x2 / (t + sigma) ** 2)
+            res2 = np.sum(x2 / (1 + sigma / t) ** 2) + rest
+            alpha, beta = gamma / (m2 + 1e-5), (n - gamma) / (res2 + 1e-5)
+            if abs(alpha / beta - t) / t <= 1e-3:
+                break
+        logdet = np.sum(np.log(alpha + beta * sigma))
+        evidence = (
+            d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * logdet
+            - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)
+        )  # fmt: skip
+        out.append(evidence / n)
+    return float(np.mean(out))
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "offset", "sep"),
+    [(300, 20, 0.0, 0.8), (200, 50, 2.0, 0.5), (80, 160, 0.0, 0.8), (50, 3000, 0.0, 0.8),
+     (60, 60, 1.0, 0.8)],
+)  # fmt: skip
+def test_logme_default_is_thuml_official(n, d, offset, sep):
+    x, y = _data(n + 7 * d, n, d, offset=offset, sep=sep)
+    assert logme(x, y) == pytest.approx(_logme_thuml(x, y), rel=1e-6)
+    if d <= n:  # full column rank: the two conventions coincide
+        assert logme(x, y) == pytest.approx(logme(x, y, evidence="exact"), rel=1e-12)
+    else:  # they differ by (d − n)/(2n)·log α per class
+        assert logme(x, y) != pytest.approx(logme(x, y, evidence="exact"), rel=1e-6)
+
+
+def test_logme_rank_deficient_official_and_exact():
+    # n > d but rank 10 < d = 30: thuml/LogME's eigh(FᵀF) gives the 20 zero eigenvalues as
+    # ±1e-12 rounding and keeps the positive ones (s ≈ 1e-6 > 1e-10), so its value depends on
+    # rounding signs; here (as for any n >= d) the exact evidence is the official value
+    small, y = _data(12, 200, 10)
+    x = np.hstack([small, small @ np.random.default_rng(2).standard_normal((10, 20))])
+    assert logme(x, y, evidence="exact") == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
+    assert logme(x, y) == pytest.approx(logme(x, y, evidence="exact"), rel=1e-12)
 
 
 def test_logme_d_much_larger_than_n():
     x, y = _data(9, 50, 3000, k=3)
-    value = logme(x, y)
+    value = logme(x, y, evidence="exact")
     assert np.isfinite(value) and value < 1.0
-    # the evidence depends on F only through F Fᵀ: zero columns change nothing (thuml/LogME's
-    # d/2·log α without the matching zero eigenvalues would move it)
-    assert logme(np.hstack([x, np.zeros((50, 5000))]), y) == pytest.approx(value, rel=1e-10)
+    # the exact evidence depends on F only through F Fᵀ: zero columns change nothing, while
+    # thuml/LogME's d/2·log α without the matching zero eigenvalues moves with d
+    padded = np.hstack([x, np.zeros((50, 5000))])
+    assert logme(padded, y, evidence="exact") == pytest.approx(value, rel=1e-10)
+    assert logme(padded, y) != pytest.approx(logme(x, y), rel=1e-3)
+    assert logme(padded, y) == pytest.approx(_logme_thuml(padded, y), rel=1e-6)
     small, ys = _data(9, 50, 20, k=3)
     padded = np.hstack([small, np.zeros((50, 100))])
-    assert logme(padded, ys) == pytest.approx(_logme_d_by_d(padded, ys), rel=1e-6)
+    assert logme(padded, ys, evidence="exact") == pytest.approx(_logme_d_by_d(padded, ys), rel=1e-6)
+    with pytest.raises(ValueError, match="evidence must be one of"):
+        logme(x, y, evidence="paper")
 
 
 def test_logme_predictive_beats_noise():

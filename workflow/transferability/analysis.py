@@ -24,7 +24,8 @@ ZERO_OFFSET = 10**-0.5
 
 CORRELATION_COLUMNS = ["track", "target", "layer", "metric", "grouping", "group", "n", "rho",
                        "pvalue", "ci_low", "ci_high", "significant", "rho_oriented",
-                       "kendall_tau", "weighted_tau", "pearson", "top1_regret", "note"]  # fmt: skip
+                       "kendall_tau", "weighted_tau", "pearson", "top1_regret", "relative_top1",
+                       "best_in_top3", "note"]  # fmt: skip
 GROUPINGS = ("all", "source", "pretrain_step", "finetune_step")
 
 
@@ -85,8 +86,11 @@ def correlate(
     3.21–3.32). Also ``kendall_tau``, ``pearson`` (raw signs, like ``rho``) and, with the metric's
     direction applied (negated when lower is better): ``rho_oriented`` (positive = the metric
     ranks well), ``weighted_tau`` (``scipy.stats.weightedtau(oriented metric, truth)``, defaults:
-    hyperbolic weights emphasising the top) and ``top1_regret`` = 1 − truth of the metric's
-    top-ranked model / best truth.
+    hyperbolic weights emphasising the top) and the model-selection view: ``top1_regret`` =
+    1 − truth of the metric's top-ranked model / best truth, ``relative_top1`` = truth of the
+    metric's top-ranked model / best truth (Agostinelli et al. 2022, "relative top-1 accuracy")
+    and ``best_in_top3`` = 1.0 if the best model is among the metric's three top-ranked ones
+    (ties in the metric broken by model order), else 0.0.
 
     Metric values are compared to 10 significant digits (:func:`snap_ties`). Undefined cases give
     NaN and a ``note`` instead of an exception: fewer than 4 finite pairs, or a constant column.
@@ -100,7 +104,8 @@ def correlate(
     nan = math.nan
     result = {"n": n, "rho": nan, "pvalue": nan, "ci_low": low, "ci_high": high,
               "significant": False, "rho_oriented": nan, "kendall_tau": nan,
-              "weighted_tau": nan, "pearson": nan, "top1_regret": nan, "note": ""}  # fmt: skip
+              "weighted_tau": nan, "pearson": nan, "top1_regret": nan, "relative_top1": nan,
+              "best_in_top3": nan, "note": ""}  # fmt: skip
     if n < 4:
         result["note"] = f"only {n} finite (metric, ground truth) pairs; need >= 4"
         return result
@@ -122,6 +127,8 @@ def correlate(
             weighted_tau=float(stats.weightedtau(oriented, y).statistic),
             pearson=float(stats.pearsonr(x, y).statistic),
             top1_regret=float(1.0 - y[np.argmax(oriented)] / best) if best > 0 else nan,
+            relative_top1=float(y[np.argmax(oriented)] / best) if best > 0 else nan,
+            best_in_top3=float(np.argmax(y) in np.argsort(-oriented, kind="stable")[:3]),
         )  # fmt: skip
     return result
 

@@ -184,9 +184,18 @@ hscore_reg.higher_is_better = True  # type: ignore[attr-defined]
 # --------------------------------------------------------------------------------------------
 
 
-def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int) -> float:
+#: ``evidence=`` of :func:`logme`: thuml/LogME's fixed-point code (the published numbers) or
+#: the exact marginal likelihood of the paper's model.
+LOGME_EVIDENCE = ("official", "exact")
+
+
+def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int, zero_terms: float = 0.0) -> float:
     """Maximised log evidence / n of ``y ~ N(F m, β⁻¹ I)``, ``m ~ N(0, α⁻¹ I)`` given the
-    eigenvalues ``sigma`` of ``F Fᵀ`` (n of them, zeros included) and ``z2 = (Uᵀ y)²``."""
+    eigenvalues ``sigma`` of ``F Fᵀ`` (n of them, zeros included) and ``z2 = (Uᵀ y)²``.
+
+    Exact evidence, plus ``zero_terms/2 · log α`` at the final α: thuml/LogME's code leaves
+    ``zero_terms`` zero eigenvalues of ``Fᵀ F`` out of its log-determinant (see :func:`logme`).
+    """
     alpha = beta = 1.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _ in range(_LOGME_MAX_ITER):
@@ -203,6 +212,7 @@ def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int) -> float:
         logdet = float(np.sum(np.log1p(beta * sigma / alpha)))
         evidence = (
             0.5 * n * math.log(beta)
+            + 0.5 * zero_terms * math.log(alpha)
             - 0.5 * logdet
             - 0.5 * beta * res2
             - 0.5 * alpha * m2
@@ -211,16 +221,21 @@ def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int) -> float:
     return evidence / n
 
 
-@register_metric("logme", higher_is_better=True)
-def _logme(stats: LayerStats) -> float:
+def _logme_stats(stats: LayerStats, evidence: str = "official") -> float:
+    if evidence not in LOGME_EVIDENCE:
+        raise ValueError(f"evidence must be one of {LOGME_EVIDENCE}, got {evidence!r}")
     require_classes(stats.counts)
     sigma, vec = _eigh_psd(stats.gram)
     if not (sigma > 0.0).any():
         warn("LogME: all features are zero; LogME is NaN")
         return math.nan
+    # thuml/LogME sums log(α + βσ) over the n singular values of F when n < d; the exact
+    # evidence over all d eigenvalues of FᵀF (the d − n missing ones are zeros)
+    d, n = stats.n_features, stats.n
+    zero_terms = float(d - n) if evidence == "official" and d > n else 0.0
     z2 = (vec.T @ stats.class_indicator()) ** 2  # (n, K): (Uᵀ y_k)²
     try:
-        values = [_logme_evidence(sigma, z2[:, k], stats.n) for k in range(z2.shape[1])]
+        values = [_logme_evidence(sigma, z2[:, k], n, zero_terms) for k in range(z2.shape[1])]
     except (ValueError, ZeroDivisionError):  # math.log of 0 or a negative number
         values = [math.nan]
     value = float(np.mean(values))
@@ -230,7 +245,17 @@ def _logme(stats: LayerStats) -> float:
     return value
 
 
-def logme(features: Any, labels: Any) -> float:
+@register_metric("logme", higher_is_better=True)
+def _logme(stats: LayerStats) -> float:
+    return _logme_stats(stats, "official")
+
+
+@register_metric("logme_exact", higher_is_better=True)
+def _logme_exact(stats: LayerStats) -> float:
+    return _logme_stats(stats, "exact")
+
+
+def logme(features: Any, labels: Any, *, evidence: str = "official") -> float:
     """LogME (You et al. 2021, "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning"): mean over classes of the maximised log evidence per sample of a Bayesian linear
     regression from the features to the one-vs-rest indicator of the class.
@@ -243,14 +268,21 @@ def logme(features: Any, labels: Any) -> float:
     11 updates or when ``|Δt|/t <= 1e-3``; then ``L = n/2·log β + d/2·log α − n/2·log 2π
     − β/2·|y−Fm|² − α/2·|m|² − ½·Σ_{i=1..d} log(α + βσ_i)`` with the final α, β and the last
     ``|m|²``, ``|y−Fm|²``. These are the conventions of thuml/LogME ``_fit_fixed_point`` (its
-    default), and the values agree with it when F has full column rank (d ≤ n).
+    default).
 
-    Convention where they differ (d > n, or rank-deficient F): the log-determinant runs over all
-    d eigenvalues of ``Fᵀ F``, the ``d − rank`` zero ones contributing ``log α`` each (the
-    paper's Algorithm 1 and the exact marginal likelihood, which then does not depend on d);
-    thuml/LogME's fixed-point code sums only the rank nonzero terms but keeps ``d/2·log α``,
-    which adds ``(d − rank)/(2n)·log α`` per class. The mean runs over the classes present in
-    ``labels`` (thuml/LogME also counts absent integer codes below the largest label).
+    ``evidence="official"`` (default; registered as ``logme``) is thuml/LogME's value, which
+    every published LogME number comes from: when n < d its log-determinant runs over the n
+    singular values of ``svd(F)`` while it keeps ``d/2·log α``. ``evidence="exact"``
+    (registered as ``logme_exact``) is the exact marginal likelihood of the paper's model (its
+    Algorithm 1): the log-determinant runs over all d eigenvalues of ``Fᵀ F``, zeros
+    contributing ``log α`` each, so the value depends on F only through ``F Fᵀ`` (zero columns
+    change nothing). The two differ by ``(d − n)/(2n)·log α`` per class when n < d and agree
+    when n ≥ d (thuml/LogME then takes the d eigenvalues of ``FᵀF`` and drops those with a
+    singular value ≤ 1e-10: for a rank-deficient F the zero ones come out of ``eigh`` as
+    ±1e-12 rounding, and it keeps the positive ones — a rounding-dependent count; the exact
+    evidence is used here).
+    The mean runs over the classes present in ``labels`` (thuml/LogME also counts absent
+    integer codes below the largest label).
 
     Direction: higher is better (a log-likelihood per sample; not scale invariant).
 
@@ -260,6 +292,8 @@ def logme(features: Any, labels: Any) -> float:
         Activations (n, d), any d (the n × n form is exact for d > n), NumPy or torch.
     labels
         Integer class labels (n,); at least two classes (``ValueError`` otherwise).
+    evidence
+        ``"official"`` (thuml/LogME) or ``"exact"``; see above.
 
     Returns
     -------
@@ -267,7 +301,9 @@ def logme(features: Any, labels: Any) -> float:
         ``nan`` with a :class:`MetricWarning` if all features are zero or the iteration breaks
         down.
     """
-    return _logme(layer_stats(features, labels))
+    if evidence not in LOGME_EVIDENCE:  # before the statistics: a typo costs nothing
+        raise ValueError(f"evidence must be one of {LOGME_EVIDENCE}, got {evidence!r}")
+    return _logme_stats(layer_stats(features, labels), evidence)
 
 
 logme.higher_is_better = True  # type: ignore[attr-defined]
