@@ -211,6 +211,10 @@ def test_random_tasks_job_rows(toy):
         index="task", columns="measure", values="value"
     )
     np.testing.assert_array_equal(start["head_accuracy"], start["finetune_accuracy"])
+    # macro F1 next to accuracy for the imbalanced task only (LEEP §5.3)
+    f1 = table[table["measure"].isin(["head_f1", "finetune_f1"])]
+    assert set(f1["task"]) == {"fam_002"} and f1["value"].between(0, 1).all()
+    assert len(f1) == 2 * 3 and set(f1["measure"]) == {"head_f1", "finetune_f1"}
     references = random_task_references(toy / "tasks.npz", TASKS, toy / "ref.csv", family="fam",
                                         seed=0, family_seed=0, protocol=TASK_PROTOCOL,
                                         device="cpu")  # fmt: skip
@@ -218,15 +222,19 @@ def test_random_tasks_job_rows(toy):
     assert references.groupby("task")["finetune_step"].apply(list).tolist() == [["0", "8b"]] * 3
 
 
-def _task_table(path, source, seed, leep, head, finetune, steps=("0", "5b")):
+def _task_table(path, source, seed, leep, head, finetune, steps=("0", "5b"), f1=None,
+                family="fam"):  # fmt: skip
     """A hand-made per-(family, source, seed) file: one leep value and two accuracy curves
-    (final accuracy given) per task."""
+    (final accuracy given) per task; with ``f1``, F1 curves too (final F1 = f1, both truths)."""
     rows = []
     for i, (lv, h, f) in enumerate(zip(leep, head, finetune, strict=True)):
-        task = dict(family="fam", task=f"fam_{i:03d}", num_classes=2, train_samples=20,
+        task = dict(family=family, task=f"{family}_{i:03d}", num_classes=2, train_samples=20,
                     source=source, seed=seed)  # fmt: skip
         rows.append({**task, "measure": "leep", "layer": "logits", "value": lv, "note": ""})
-        for measure, final in (("head_accuracy", h), ("finetune_accuracy", f)):
+        curves = [("head_accuracy", h), ("finetune_accuracy", f)]
+        if f1 is not None:
+            curves += [("head_f1", f1[i]), ("finetune_f1", f1[i])]
+        for measure, final in curves:
             for step, samples in zip(steps, (0, 50), strict=True):
                 value = 0.5 if samples == 0 else final
                 rows.append({**task, "measure": measure, "finetune_step": step,
@@ -271,3 +279,31 @@ def test_random_tasks_tables_against_hand_computed_values(tmp_path):
     assert start["accuracy_difference"] == pytest.approx(0.5 - 0.7)
     values = tables["random_tasks"]
     assert len(values) == 2 * 5 * 5 + 10 and (values["track"] == "cnn").all()
+    assert (tables["random_tasks_pearson"]["performance"] == "accuracy").all()
+
+
+def test_imbalanced_family_uses_f1_as_ground_truth(tmp_path):
+    leep = [-1.0, -0.8, -0.5, -0.2, -0.1]
+    accuracy = [0.8, 0.8, 0.85, 0.85, 0.9]  # imbalanced: accuracy barely moves
+    f1 = [0.3, 0.5, 0.45, 0.7, 0.8]
+    _task_table(tmp_path / "imb.csv", "src", 0, leep, accuracy, accuracy, f1=f1, family="imb")
+    _task_table(tmp_path / "bal.csv", "src", 0, leep, accuracy, accuracy, family="bal")
+    references = [dict(family=family, task=f"{family}_{i:03d}", num_classes=2, train_samples=20,
+                       source="scratch", seed=0, measure="reference_accuracy", finetune_step=step,
+                       samples=samples, value=0.7, note="")
+                  for family in ("imb", "bal") for i in range(5)
+                  for step, samples in (("0", 0), ("8b", 80))]  # fmt: skip
+    pd.DataFrame(references, columns=TASK_COLUMNS).to_csv(tmp_path / "ref.csv", index=False)
+    tables = random_tasks_tables([tmp_path / "imb.csv", tmp_path / "bal.csv"],
+                                 [tmp_path / "ref.csv"], track="cnn",
+                                 settings={"imb": "imbalanced", "bal": "balanced"}, levels=5,
+                                 levels_metric="leep", levels_layer="logits")  # fmt: skip
+    pearson = tables["random_tasks_pearson"].set_index(["family", "ground_truth"])
+    for truth in ("head", "finetune"):
+        assert pearson.loc[("imb", truth), "performance"] == "f1"
+        assert pearson.loc[("imb", truth), "r"] == pytest.approx(stats.pearsonr(leep, f1)[0])
+        assert pearson.loc[("bal", truth), "performance"] == "accuracy"
+        assert pearson.loc[("bal", truth), "r"] == pytest.approx(stats.pearsonr(leep, accuracy)[0])
+    assert len(pearson) == 4  # one ground truth per (family, truth): F1 replaces accuracy
+    levels = tables["random_tasks_levels"]
+    assert set(levels.loc[levels["family"] == "imb", "performance"]) == {"f1"}

@@ -343,7 +343,7 @@ def random_tasks_pearson(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     for (row, col), ax in np.ndenumerate(axes):
         family, source = families[row], sources[col]
         part = data[(data["panel"] == family) & (data["source"] == source)]
-        title = f"{family}\nsource {source}"
+        title = f"{family}\nsource {source}{_f1_note(part)}"
         ax.set_yticks(y, labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # first metric on top
         if part.empty:
@@ -377,8 +377,18 @@ def random_tasks_pearson(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     _shared_labels(fig, axes, "Pearson r", "")
     handles = [Patch(color=palette[gt]) for gt in gts]
     _legend_below(fig, handles, gts, title="ground truth (* p < 0.05)")
-    fig.suptitle("Pearson r of each metric with the random tasks' accuracy")
+    fig.suptitle("Pearson r of each metric with the random tasks' accuracy" + (
+        " (macro F1 for imbalanced families)" if _uses_f1(data) else ""))  # fmt: skip
     return fig
+
+
+def _uses_f1(data: pd.DataFrame) -> bool:
+    return "performance" in data and (data["performance"] == "f1").any()
+
+
+def _f1_note(part: pd.DataFrame) -> str:
+    """Panel-title note for a family whose ground truth is macro F1 (imbalanced, LEEP §5.3)."""
+    return " · macro F1" if _uses_f1(part) else ""
 
 
 def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
@@ -415,7 +425,7 @@ def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     for (row, col), ax in np.ndenumerate(axes):
         family, source = families[row], sources[col]
         part = data[(data["panel"] == family) & (data["source"] == source)]
-        title = f"{family}\nsource {source}"
+        title = f"{family}\nsource {source}{_f1_note(part)}"
         if part.empty:
             _no_data(ax, title)
             continue
@@ -447,7 +457,8 @@ def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(title, fontsize="medium")
         ax.grid(axis="x", visible=False)
-    _shared_labels(fig, axes, f"{metric} level [score range]", "mean test accuracy")
+    _shared_labels(fig, axes, f"{metric} level [score range]",
+                   "mean test accuracy" + (" or macro F1" if _uses_f1(data) else ""))  # fmt: skip
     handles = [Patch(color=palette[gt]) for gt in gts]
     _legend_below(fig, handles, gts, title="ground truth (numbers on bars: tasks in the level)")
     fig.suptitle(f"Mean test accuracy per {metric}{layer_note} level (1 = lowest score)")

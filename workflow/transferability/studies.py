@@ -49,6 +49,9 @@ QUANTA_ID = ("target", "source", "seed", "pretrain_step", "layer", "lambda_init"
 QUANTA_HIGHER_IS_BETTER = True
 #: Ground truths of the random-task study and the measures that hold them.
 GROUND_TRUTHS = {"head": "head_accuracy", "finetune": "finetune_accuracy"}
+#: The same as macro F1, recorded for imbalanced tasks, whose family uses them as its ground
+#: truth (LEEP §5.3: F1 on imbalanced data).
+F1_GROUND_TRUTHS = {"head": "head_f1", "finetune": "finetune_f1"}
 REFERENCE = "reference_accuracy"
 TASK_COLUMNS = [
     "family",
@@ -91,9 +94,11 @@ def _train_curve(
 ) -> list[dict]:
     """Train ``model`` with ``protocol`` until the last of ``labels``; one row per checkpoint
     (identity columns, finetune_step, batches, samples, epochs, train_loss, test_loss,
-    test_accuracy)."""
+    test_accuracy, test_f1 — macro F1 over the classes present, sklearn's ``f1_score``)."""
+    from sklearn.metrics import f1_score
+
     from transferability.schedule import resolve_checkpoints
-    from transferability.training import Split, evaluate, train_run
+    from transferability.training import Split, evaluate_predictions, train_run
 
     model.to(device)
     train = Split(train.images.to(device), train.labels.to(device))
@@ -102,8 +107,13 @@ def _train_curve(
     rows: list[dict] = []
 
     def evaluate_fn(m) -> dict[str, float]:
-        loss, accuracy = evaluate(m, test)
-        return {"test_loss": loss, "test_accuracy": accuracy}
+        loss, predicted = evaluate_predictions(m, test)
+        truth, predicted = test.labels.cpu().numpy(), predicted.cpu().numpy()
+        return {
+            "test_loss": loss,
+            "test_accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+            "test_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        }
 
     train_run(
         model,
@@ -330,16 +340,23 @@ def _task_rows(family: str, task, data, **columns) -> dict:
     }
 
 
+def _is_imbalanced(task) -> bool:
+    return len(set(task.train_per_class)) > 1
+
+
 def _task_curve(model, task_data: tuple, labels: Sequence[str], *, protocol: Mapping, seed: int,
-                source: str, measure: str, device) -> list[dict]:  # fmt: skip
+                source: str, measure: str, device,
+                f1_measure: str | None = None) -> list[dict]:  # fmt: skip
     """Train ``model`` on one task (``(family, task, data, train, test)``) and return its test
-    accuracy at every checkpoint as :data:`TASK_COLUMNS` rows of ``measure``. The data order
-    depends on (seed, task) only: head, fine-tune and reference models see the same batches."""
+    accuracy at every checkpoint as :data:`TASK_COLUMNS` rows of ``measure`` (and, with
+    ``f1_measure``, its macro F1 as rows of that measure). The data order depends on (seed,
+    task) only: head, fine-tune and reference models see the same batches."""
     from transferability.training import derive_seed
 
     family, task, data, train, test = task_data
     curve = _train_curve(model, train, test, labels, protocol=protocol,
                          data_seed=derive_seed(seed, task.name, "data"), device=device)  # fmt: skip
+    values = {measure: "test_accuracy", **({f1_measure: "test_f1"} if f1_measure else {})}
     return [
         _task_rows(
             family,
@@ -347,11 +364,12 @@ def _task_curve(model, task_data: tuple, labels: Sequence[str], *, protocol: Map
             data,
             source=source,
             seed=seed,
-            measure=measure,
+            measure=name,
             finetune_step=c["finetune_step"],
             samples=c["samples"],
-            value=c["test_accuracy"],
+            value=c[column],
         )  # fmt: skip
+        for name, column in values.items()
         for c in curve
     ]
 
@@ -375,8 +393,10 @@ def random_tasks(
     the task's training set as LEEP is, and two ground truths, each a test-accuracy curve:
 
     - ``head_accuracy``: re-train head — conv1, conv2, fc1 copied and frozen, a new fc2 trained;
-    - ``finetune_accuracy``: fine-tune — the same model with every layer trained.
+    - ``finetune_accuracy``: fine-tune — the same model with every layer trained;
 
+    and, for an imbalanced task (unequal training counts), the macro F1 of both curves as
+    ``head_f1`` and ``finetune_f1`` (LEEP §5.3).
     (LEEP's head is the last fully connected layer, its feature extractor everything below.)
     Returns and writes the tidy rows (:data:`TASK_COLUMNS`).
     """
@@ -433,7 +453,8 @@ def random_tasks(
             )
             rows += _task_curve(model, (family, task, data, train, test), protocol["checkpoints"],
                                 protocol=protocol, seed=seed, source=source, measure=measure,
-                                device=on)  # fmt: skip
+                                device=on, f1_measure=F1_GROUND_TRUTHS[truth]
+                                if _is_imbalanced(task) else None)  # fmt: skip
         log.info(
             "%s on %s (%d classes, %d training images) done",
             source,
@@ -504,7 +525,8 @@ def random_tasks_tables(
     - ``random_tasks``: every value (metrics, accuracy curves, references), tidy;
     - ``random_tasks_pearson``: per (family, source, layer, metric, ground truth), Pearson r
       and p across tasks between the metric and the final test accuracy, both averaged over
-      seeds first (LEEP Table 1);
+      seeds first (LEEP Table 1) — the final macro F1 instead for a family whose every task
+      has F1 rows (imbalanced, LEEP §5.3); column ``performance`` says which;
     - ``random_tasks_levels``: the metric's range in ``levels`` equal bins, mean final accuracy
       per bin (LEEP Fig. 2);
     - ``random_tasks_convergence``: fine-tuned accuracy minus the reference's final accuracy,
@@ -532,12 +554,27 @@ def random_tasks_tables(
     metric_rows = values[values["finetune_step"].isna()]
     scores = metric_rows.groupby([*by_task, "layer", "measure"], as_index=False)["value"].mean()
     scores = scores.rename(columns={"measure": "metric"})
-    finals = _final_accuracy(values[values["measure"].isin(GROUND_TRUTHS.values())])
+    # the ground truth of each family: F1 where every task of it recorded F1 (imbalanced)
+    f1_tasks = (
+        values[values["measure"].isin(F1_GROUND_TRUTHS.values())]
+        .groupby("family")["task"]
+        .nunique()
+    )
+    all_tasks = (
+        values[values["measure"].isin(GROUND_TRUTHS.values())].groupby("family")["task"].nunique()
+    )
+    uses_f1 = {f for f, n in all_tasks.items() if f1_tasks.get(f, 0) == n}
+    measures = {**{v: (k, "accuracy") for k, v in GROUND_TRUTHS.items()},
+                **{v: (k, "f1") for k, v in F1_GROUND_TRUTHS.items()}}  # fmt: skip
+    finals = _final_accuracy(values[values["measure"].isin(measures)])
     finals = finals.groupby([*by_task, "measure"], as_index=False)["value"].mean()
-    truth_names = {v: k for k, v in GROUND_TRUTHS.items()}
-    finals["ground_truth"] = finals.pop("measure").map(truth_names)
+    finals["ground_truth"] = finals["measure"].map(lambda m: measures[m][0])
+    finals["performance"] = finals.pop("measure").map(lambda m: measures[m][1])
+    wanted = np.where(finals["family"].isin(uses_f1), "f1", "accuracy")
+    finals = finals[finals["performance"] == wanted]
     paired = scores.merge(finals.rename(columns={"value": "accuracy"}), on=by_task)
-    group = ["track", "family", "setting", "source", "layer", "metric", "ground_truth"]
+    group = ["track", "family", "setting", "source", "layer", "metric", "ground_truth",
+             "performance"]  # fmt: skip
     tables = {
         "random_tasks": values,
         "random_tasks_pearson": pearson_table(paired, by=group),

@@ -97,20 +97,28 @@ class Split:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy) of ``model`` in eval mode on ``split``."""
+def evaluate_predictions(model: nn.Module, split: Split) -> tuple[float, torch.Tensor]:
+    """(mean cross-entropy loss, predicted class of every sample) of ``model`` in eval mode on
+    ``split``."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    predictions = []
     for start in range(0, len(split), EVAL_BATCH):
         logits = model(to_input(split.images[start : start + EVAL_BATCH]))
         target = split.labels[start : start + EVAL_BATCH]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
-        correct += (logits.argmax(1) == target).sum()
+        predictions.append(logits.argmax(1))
     model.train(was_training)
-    n = max(len(split), 1)
-    return float(loss_sum) / n, int(correct) / n
+    predicted = torch.cat(predictions) if predictions else split.labels[:0]
+    return float(loss_sum) / max(len(split), 1), predicted
+
+
+def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy) of ``model`` in eval mode on ``split``."""
+    loss, predicted = evaluate_predictions(model, split)
+    correct = int((predicted == split.labels).sum())
+    return loss, correct / max(len(split), 1)
 
 
 def batch_order(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
