@@ -60,9 +60,12 @@ def test_tiny_run_tables(tiny_run):
                                            "significant"]  # fmt: skip
     assert set(spearman["grouping"]) == {"all", "source", "pretrain_step", "finetune_step"}
     everything = spearman[spearman.grouping == "all"]
-    layer_metrics = {"id", "ss", "rsa", "hscore", "hscore_reg", "logme"} | {
-        f"s{i}" for i in range(1, 7)
-    }
+    peers = {"transrate", "gbc", "nleep", "parc", "sfda", "etran"}
+    layer_metrics = (
+        {"id", "ss", "rsa", "hscore", "hscore_reg", "logme"}
+        | peers
+        | {f"s{i}" for i in range(1, 7)}
+    )
     pool2 = everything[everything.layer == "pool2"]
     assert set(pool2["target"]) == {"mnist", "fashion_mnist"}
     assert set(pool2["metric"]) == layer_metrics | {"c56"}
@@ -74,9 +77,14 @@ def test_tiny_run_tables(tiny_run):
         rows = everything[everything.metric == name]
         rows = rows[rows.layer == ("logits" if name in ("leep", "nce") else "pool2")]
         assert np.isfinite(rows["rho"]).all() and (rows["n"] == 6).all(), name
-    assert {"rho_oriented", "kendall_tau", "weighted_tau", "pearson", "top1_regret"} <= set(
-        spearman.columns
-    )
+    assert {"rho_oriented", "kendall_tau", "weighted_tau", "pearson", "top1_regret",
+            "relative_top1", "best_in_top3"} <= set(spearman.columns)  # fmt: skip
+    # the peers' six metrics at every layer: a value, or NaN with the reason
+    metrics = pd.read_csv(tables / "metrics.csv", keep_default_na=True)
+    peer_rows = metrics[metrics["metric"].isin(peers)]
+    assert set(peer_rows["layer"]) == set(tiny_config()["tracks"]["cnn"]["layers"])
+    assert (peer_rows["value"].notna() | peer_rows["note"].fillna("").str.len().gt(0)).all()
+    assert peer_rows["value"].notna().mean() > 0.5
 
     metrics = pd.read_csv(tables / "metrics.csv")
     per_model = 2 * 2 * 3  # targets × sources × checkpoints

@@ -236,14 +236,14 @@ def metric_table(
     and are added by :func:`build_tables`. A metric that is undefined on these data is NaN with
     the reason in ``note``; unreadable files and NaN/Inf activations raise, naming the file.
     """
-    from transferability.metrics import NEEDS_SAMPLE_STATS, layer_stats_from_h5, metric_names
+    from transferability.metrics import layer_stats_from_h5, metric_names, stats_options
 
     layer_metrics = [m for m in metrics if m in metric_names("layer")]
     prediction_metrics = [m for m in metrics if m in metric_names("prediction")]
-    need_samples = bool(NEEDS_SAMPLE_STATS.intersection(layer_metrics))
+    options = stats_options(layer_metrics)
     rows = []
     for path in activation_files if layer_metrics else []:
-        stats = layer_stats_from_h5(path, with_sample_stats=need_samples)
+        stats = layer_stats_from_h5(path, **options)
         layer = read_attrs(path).get("layer", Path(path).stem)
         rows += layer_metric_rows(layer, stats, layer_metrics)
     if prediction_metrics and logits_file is None:  # an encoder-only source has no head

@@ -637,7 +637,7 @@ def _score(
     prediction_metrics: list[str],
 ) -> list[dict]:
     """Metric rows exactly as :func:`~transferability.pipeline.metric_table` builds them."""
-    from transferability.metrics import NEEDS_SAMPLE_STATS, layer_stats
+    from transferability.metrics import layer_stats, stats_options
     from transferability.pipeline import layer_metric_rows, prediction_metric_rows, softmax
 
     rows: list[dict] = []
@@ -646,7 +646,7 @@ def _score(
             activations.reshape(len(activations), -1),
             labels,
             layer_shape=tuple(activations.shape[1:]),
-            with_sample_stats=bool(NEEDS_SAMPLE_STATS.intersection(layer_metrics)),
+            **stats_options(layer_metrics),
         )
         rows += layer_metric_rows(layer, stats, layer_metrics)
     if prediction_metrics and logits is None:

@@ -403,7 +403,7 @@ def random_tasks(
     import torch
 
     from transferability.layer_transfer import TRANSFER_LAYERS, build_layer_transfer
-    from transferability.metrics import NEEDS_SAMPLE_STATS, layer_stats, metric_names
+    from transferability.metrics import layer_stats, metric_names, stats_options
     from transferability.models import ThesisCNN
     from transferability.training import configure_torch, derive_seed, to_input
 
@@ -416,7 +416,7 @@ def random_tasks(
     source_model.eval()
     layer_metrics = [m for m in metrics if m in metric_names("layer")]
     prediction_metrics = [m for m in metrics if m in metric_names("prediction")]
-    with_samples = bool(NEEDS_SAMPLE_STATS.intersection(layer_metrics))
+    options = stats_options(layer_metrics)
     features_below_head = len(TRANSFER_LAYERS) - 1
     rows: list[dict] = []
     for task in tasks:
@@ -426,7 +426,7 @@ def random_tasks(
             outputs = source_model.forward_layers(to_input(data.train_x), (*layers, "fc2"))
         found = []
         for layer in layers:
-            stats = layer_stats(outputs[layer].numpy(), labels, with_sample_stats=with_samples)
+            stats = layer_stats(outputs[layer].numpy(), labels, **options)
             found += layer_metric_rows(layer, stats, layer_metrics)
         found += prediction_metric_rows(softmax(outputs["fc2"].numpy()), labels, prediction_metrics)
         rows += [

@@ -22,6 +22,8 @@ from transferability.metrics._base import (
 )
 from transferability.metrics.featuremap import c56, s1, s2, s3, s4, s5, s6, sample_stats
 from transferability.metrics.linear import hscore, hscore_reg, logme
+from transferability.metrics.peers_classifier import nleep, sfda
+from transferability.metrics.peers_geometry import etran, etran_parts, gbc, parc, transrate
 from transferability.metrics.prediction import leep, nce
 from transferability.metrics.representation import (
     TwoNNResult,
@@ -48,6 +50,9 @@ __all__ = [
     "s6",
     "sample_stats",
     "compute_layer_metrics",
+    "etran",
+    "etran_parts",
+    "gbc",
     "hscore",
     "hscore_reg",
     "leep",
@@ -58,9 +63,13 @@ __all__ = [
     "layer_stats",
     "layer_stats_from_h5",
     "metric_names",
+    "nleep",
+    "parc",
     "register_metric",
     "rsa_delta",
+    "sfda",
     "ss_ratio",
+    "transrate",
     "two_nn_id",
     "two_nn_id_details",
     "two_nn_id_subsampled",
@@ -68,6 +77,8 @@ __all__ = [
 
 #: Layer metrics that need the per-image featuremap statistics (a second pass over the file).
 NEEDS_SAMPLE_STATS: set[str] = {"s4", "s6"}
+#: Layer metrics that need each sample's logsumexp over its features (gathered in the pass).
+NEEDS_ROW_LOGSUMEXP: set[str] = {"etran"}
 
 
 def _layer_names(names: Iterable[str] | str) -> list[str]:
@@ -88,16 +99,21 @@ def compute_metrics(features: Any, labels: Any, names: Iterable[str] | str) -> d
     """Layer metrics ``names`` (config names) of in-memory activations; ``ValueError`` lists the
     known names for an unknown one."""
     names = _layer_names(names)
-    stats = layer_stats(
-        features, labels, with_sample_stats=bool(NEEDS_SAMPLE_STATS.intersection(names))
-    )
+    stats = layer_stats(features, labels, **stats_options(names))
     return metrics_from_stats(stats, names)
 
 
 def compute_layer_metrics(path: str | Path, names: Iterable[str] | str) -> dict[str, float]:
     """Layer metrics ``names`` of one activation file, streamed (bounded memory)."""
     names = _layer_names(names)
-    stats = layer_stats_from_h5(
-        path, with_sample_stats=bool(NEEDS_SAMPLE_STATS.intersection(names))
-    )
+    stats = layer_stats_from_h5(path, **stats_options(names))
     return metrics_from_stats(stats, names)
+
+
+def stats_options(names: Iterable[str]) -> dict[str, bool]:
+    """What the statistics pass must gather for the layer metrics ``names``."""
+    names = set(names)
+    return {
+        "with_sample_stats": bool(NEEDS_SAMPLE_STATS & names),
+        "with_row_logsumexp": bool(NEEDS_ROW_LOGSUMEXP & names),
+    }

@@ -9,12 +9,16 @@ O(n² + n·strip) instead of O(n·d): VGG ``pool1`` (1 200 × 802 816 float32 = 
 through in strips (SPEC §7, scaling design).
 
 The per-image featuremap statistics of S4 and S6 need every channel of one image at once; they
-come from a second pass over row blocks, made only when those metrics are requested.
+come from a second pass over row blocks, made only when those metrics are requested. The per-sample
+``log Σ_j exp(x_ij)`` (ETran's energy score) is accumulated over the strips when requested. Metrics
+that need a reduction over the features with n-vectors known only after the first pass (the sign
+rule of PARC's PCA components) read the strips again through :attr:`LayerStats.strips`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from transferability.metrics._base import check_features, check_labels
+from transferability.metrics._base import check_features, check_labels, to_numpy
 
 #: Bytes of activations held at once while streaming (one strip or one row block).
 STREAM_BYTES = 64 * 2**20
@@ -34,7 +38,10 @@ class LayerStats:
 
     ``duplicate_of[i]`` is the first row byte-identical to row ``i`` (``i`` itself if none).
     ``sample_stats`` holds per-image featuremap statistics (see
-    :func:`transferability.metrics.featuremap.sample_stats`) when they were gathered.
+    :func:`transferability.metrics.featuremap.sample_stats`) when they were gathered;
+    ``row_logsumexp`` the per-sample ``log Σ_j exp(x_ij)`` over the raw features when gathered.
+    ``strips()`` reads the activations again as float64 column strips (all rows, in column order,
+    the widths of the first pass; memory O(n·strip)), or is ``None`` where they cannot be re-read.
     """
 
     centred_gram: np.ndarray
@@ -50,6 +57,10 @@ class LayerStats:
     layer_shape: tuple[int, ...]
     sample_stats: dict[str, np.ndarray] | None = None
     source: str = "array"
+    row_logsumexp: np.ndarray | None = None
+    strips: Callable[[], Iterator[np.ndarray]] | None = field(
+        default=None, repr=False, compare=False
+    )
     codes: np.ndarray = field(init=False, repr=False)
     counts: np.ndarray = field(init=False, repr=False)
 
@@ -99,6 +110,33 @@ class LayerStats:
         return onehot
 
 
+class _RowLogSumExp:
+    """Per-row ``log Σ_j exp(x_ij)`` over column strips: a running maximum and the sum of
+    ``exp(x_ij − max)``, rescaled whenever the maximum grows (no overflow, O(n) memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.top = np.full(n, -np.inf)
+        self.total = np.zeros(n)
+
+    def add(self, strip: np.ndarray) -> None:
+        """Add a float64 strip (all rows)."""
+        top = np.maximum(self.top, strip.max(axis=1))
+        self.total *= np.exp(self.top - top)  # exp(−inf) = 0 before the first strip
+        self.total += np.exp(strip - top[:, None]).sum(axis=1)
+        self.top = top
+
+    def value(self) -> np.ndarray:
+        return self.top + np.log(self.total)
+
+
+def row_logsumexp_of_strips(strips: Iterator[np.ndarray], n: int) -> np.ndarray:
+    """``log Σ_j exp(x_ij)`` of every row of the matrix given as float64 column strips."""
+    acc = _RowLogSumExp(n)
+    for strip in strips:
+        acc.add(np.asarray(strip, dtype=np.float64))
+    return acc.value()
+
+
 class _Accumulator:
     """Adds column strips of X (all rows) into the statistics.
 
@@ -107,7 +145,7 @@ class _Accumulator:
     cancellation against large common offsets.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, row_logsumexp: bool = False) -> None:
         self.gram = np.zeros((n, n))
         self.mean_projection = np.zeros(n)
         self.mean_sq_norm = 0.0
@@ -116,6 +154,7 @@ class _Accumulator:
         self.row_max = np.full(n, -np.inf)
         self.row_nonzero = np.zeros(n, dtype=np.int64)
         self.hashes = [hashlib.blake2b(digest_size=16) for _ in range(n)]
+        self.logsumexp = _RowLogSumExp(n) if row_logsumexp else None
 
     def add(self, strip: np.ndarray) -> None:
         strip = np.asarray(strip)
@@ -127,13 +166,17 @@ class _Accumulator:
         self.row_nonzero += np.count_nonzero(strip, axis=1)
         self.row_sum += strip.sum(axis=1, dtype=np.float64)
         centred = strip.astype(np.float64)
+        if self.logsumexp is not None:
+            self.logsumexp.add(centred)  # the raw values, before centring
         mean = centred.mean(axis=0)
         centred -= mean  # in place: no second n × strip copy
         self.gram += centred @ centred.T
         self.mean_projection += centred @ mean
         self.mean_sq_norm += float(mean @ mean)
 
-    def finish(self, labels, n_features, layer_shape, source, sample_stats=None) -> LayerStats:
+    def finish(
+        self, labels, n_features, layer_shape, source, sample_stats=None, strips=None
+    ) -> LayerStats:
         first: dict[bytes, int] = {}
         duplicate_of = np.array(
             [first.setdefault(h.digest(), i) for i, h in enumerate(self.hashes)]
@@ -143,6 +186,7 @@ class _Accumulator:
             centred_gram, self.mean_projection, self.mean_sq_norm, self.row_sum, self.row_min,
             self.row_max, self.row_nonzero, duplicate_of, labels, n_features, tuple(layer_shape),
             sample_stats, source,
+            None if self.logsumexp is None else self.logsumexp.value(), strips,
         )  # fmt: skip
 
 
@@ -171,16 +215,18 @@ def layer_stats(
     *,
     layer_shape: tuple[int, ...] | None = None,
     with_sample_stats: bool = False,
+    with_row_logsumexp: bool = False,
 ) -> LayerStats:
     """Statistics of in-memory activations ``features`` (n, d) or (n, c, h, w).
 
     ``layer_shape`` defaults to ``features.shape[1:]``; per-image featuremap statistics are
-    gathered when ``with_sample_stats``.
+    gathered when ``with_sample_stats``, the per-sample logsumexp when ``with_row_logsumexp``.
+    ``strips()`` of the result re-reads ``features`` (kept by reference, converted strip by strip).
     """
-    raw = np.asarray(features) if not hasattr(features, "detach") else features
-    shape = tuple(layer_shape or getattr(raw, "shape", (0, 0))[1:])
-    x = check_features(features)
-    acc = _Accumulator(len(x))
+    raw = to_numpy(features)
+    shape = tuple(layer_shape or raw.shape[1:])
+    x = check_features(raw)
+    acc = _Accumulator(len(x), row_logsumexp=with_row_logsumexp)
     step = max(1, STREAM_BYTES // (8 * len(x)))
     for start in range(0, x.shape[1], step):
         acc.add(x[:, start : start + step])
@@ -188,30 +234,64 @@ def layer_stats(
     if with_sample_stats:
         rows = max(1, STREAM_BYTES // (8 * x.shape[1]))
         extra = _sample_stats_of_blocks((x[i : i + rows] for i in range(0, len(x), rows)), shape)
-    return acc.finish(labels, x.shape[1], shape, "array", extra)
+    flat = raw.reshape(len(raw), -1)  # a view of the caller's array: no float64 copy is kept
+
+    def strips() -> Iterator[np.ndarray]:
+        for start in range(0, flat.shape[1], step):
+            yield np.asarray(flat[:, start : start + step], dtype=np.float64)
+
+    return acc.finish(labels, x.shape[1], shape, "array", extra, strips)
 
 
 def layer_stats_from_h5(
-    path: str | Path, *, with_sample_stats: bool = False, stream_bytes: int = STREAM_BYTES
+    path: str | Path,
+    *,
+    with_sample_stats: bool = False,
+    stream_bytes: int = STREAM_BYTES,
+    with_row_logsumexp: bool = False,
 ) -> LayerStats:
     """Stream an activation file (``transferability.artifacts`` layout) into :class:`LayerStats`.
 
     One pass over column strips (aligned to the file's chunks) builds the Gram matrix and the
-    per-sample sums; a second pass over row blocks gathers the per-image featuremap statistics
-    if ``with_sample_stats``. Raises ``ValueError`` naming the file and layer on NaN/Inf.
+    per-sample sums (and the per-sample logsumexp if ``with_row_logsumexp``); a second pass over
+    row blocks gathers the per-image featuremap statistics if ``with_sample_stats``.
+    ``strips()`` of the result opens the file again and reads the same strips. Raises
+    ``ValueError`` naming the file and layer on NaN/Inf.
     """
     import h5py
 
     path = Path(path)
     try:
-        return _stream(h5py.File(path, "r"), path, with_sample_stats, stream_bytes)
+        return _stream(
+            h5py.File(path, "r"), path, with_sample_stats, stream_bytes, with_row_logsumexp
+        )
     except (OSError, KeyError) as err:  # missing, truncated or foreign file: name it
         raise ValueError(
             f"cannot read activations file {path}: {type(err).__name__}: {err}"
         ) from err
 
 
-def _stream(file, path: Path, with_sample_stats: bool, stream_bytes: int) -> LayerStats:
+def _h5_strips(path: Path, width: int) -> Callable[[], Iterator[np.ndarray]]:
+    """Re-reads the column strips of an activation file (the first pass's widths)."""
+
+    def strips() -> Iterator[np.ndarray]:
+        import h5py
+
+        try:
+            file = h5py.File(path, "r")
+        except OSError as err:
+            raise ValueError(f"cannot re-read activations file {path}: {err}") from err
+        with file as f:
+            data = f["activations"]
+            for start in range(0, data.shape[1], width):
+                yield np.asarray(data[:, start : start + width], dtype=np.float64)
+
+    return strips
+
+
+def _stream(
+    file, path: Path, with_sample_stats: bool, stream_bytes: int, with_row_logsumexp: bool = False
+) -> LayerStats:
     with file as f:
         data = f["activations"]
         n, d = data.shape
@@ -221,7 +301,7 @@ def _stream(file, path: Path, with_sample_stats: bool, stream_bytes: int) -> Lay
         chunk_rows, chunk_cols = data.chunks or (1, 1)
         # strips and row blocks aligned to the chunk tiles: each tile is decompressed once
         width = max(chunk_cols, (stream_bytes // (8 * max(n, 1))) // chunk_cols * chunk_cols)
-        acc = _Accumulator(n)
+        acc = _Accumulator(n, row_logsumexp=with_row_logsumexp)
         for start in range(0, d, width):
             strip = data[:, start : start + width]
             if not np.isfinite(strip).all():
@@ -231,4 +311,4 @@ def _stream(file, path: Path, with_sample_stats: bool, stream_bytes: int) -> Lay
         if with_sample_stats:
             rows = max(chunk_rows, (stream_bytes // (8 * d)) // chunk_rows * chunk_rows)
             extra = _sample_stats_of_blocks((data[i : i + rows] for i in range(0, n, rows)), shape)
-    return acc.finish(labels, d, shape, str(path), extra)
+    return acc.finish(labels, d, shape, str(path), extra, _h5_strips(path, width))
