@@ -105,7 +105,7 @@ def test_infeasible_task_families_name_the_family(change, expected):
 
 def test_study_resolution():
     cfg = _validated("config.yaml")
-    assert tconfig.study_pretrain_step(cfg, "cnn", "quanta") == "300b"  # the last checkpoint
+    assert tconfig.study_pretrain_step(cfg, "cnn", "quanta") == "3e"  # the last checkpoint
     assert tconfig.study_sources(cfg, "cnn", "quanta") == list(cfg["tracks"]["cnn"]["sources"])
     assert tconfig.study_sources(cfg, "cnn", "layer_transfer") == ["mnist", "fashion_mnist"]
     assert tconfig.base_role(cfg, "cnn", "mnist", "mnist") == "B"
