@@ -1,0 +1,71 @@
+"""tools/reproduction.py: the nested protocols of docs/reproduction are the workflow's own
+correlation table on the subset of seeds, pre-training checkpoints and fine-tuning steps."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_workflow import REPO
+
+from transferability.analysis import correlation_table
+from transferability.metrics import METRICS
+
+spec = importlib.util.spec_from_file_location("reproduction", REPO / "tools" / "reproduction.py")
+reproduction = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduction)
+
+STEPS = ["0", "10b", "1e", "3e"]
+FT = [("0", 0), ("1b", 64), ("300b", 19200), ("1e", 60000)]
+
+
+def _tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    metrics, finetune = [], []
+    for target in ("mnist", "fashion_mnist"):
+        for source in ("a", "b", "c"):
+            for s in (0, 1):
+                for step in STEPS:
+                    for metric in ("id", "ss", "rsa", "logme"):
+                        metrics.append(dict(track="cnn", target=target, source=source, seed=s,
+                                            step=step, layer="pool2", metric=metric,
+                                            value=rng.normal(), note=""))  # fmt: skip
+                    for label, samples in FT:
+                        finetune.append(dict(
+                            target=target, source=source, seed=s, pretrain_step=step,
+                            finetune_step=label, samples=samples, test_accuracy=rng.random(),
+                        ))  # fmt: skip
+    return pd.DataFrame(metrics), pd.DataFrame(finetune)
+
+
+def test_full_protocol_equals_the_workflow_table():
+    metrics, finetune = _tables()
+    got = reproduction.pooled(metrics, finetune, seeds=[0, 1], pretrain_steps=STEPS,
+                              finetune_last="1e")  # fmt: skip
+    directions = {m: METRICS[m].higher_is_better for m in ("id", "ss", "rsa")}
+    thesis = metrics[metrics["metric"].isin(directions)]
+    full = correlation_table("cnn", thesis, finetune, directions)
+    full = full[full["grouping"] == "all"].set_index(["target", "metric"])["rho"]
+    assert got.set_index(["target", "metric"])["rho"].to_dict() == pytest.approx(full.to_dict())
+    assert (got["n"] == 3 * len(STEPS)).all()
+
+
+def test_nested_protocol_cuts_seeds_checkpoints_and_curves():
+    metrics, finetune = _tables(1)
+    got = reproduction.pooled(metrics, finetune, seeds=[1], pretrain_steps=["0", "10b", "1e"],
+                              finetune_last="300b")  # fmt: skip
+    directions = {m: METRICS[m].higher_is_better for m in ("id", "ss", "rsa")}
+    m = metrics[(metrics["seed"] == 1) & metrics["step"].isin(["0", "10b", "1e"])
+                & metrics["metric"].isin(directions)]  # fmt: skip
+    f = finetune[(finetune["seed"] == 1) & finetune["pretrain_step"].isin(["0", "10b", "1e"])
+                 & (finetune["samples"] <= 19200)]  # fmt: skip
+    expected = correlation_table("cnn", m, f, directions)
+    expected = expected[expected["grouping"] == "all"].set_index(["target", "metric"])["rho"]
+    assert got.set_index(["target", "metric"])["rho"].to_dict() == pytest.approx(expected.to_dict())
+    assert (got["n"] == 9).all()
+    table = reproduction.scales_table(metrics, finetune)
+    assert "| 0 1 | `0 10b 1e 3e` | 1e | 12 |" in table
+    rows = table.splitlines()[2:]  # pre-training cut at 1e and 3e, seeds 0 and 1 alone, both
+    assert [row.split(" | ")[0] for row in rows] == ["| 0 1", "| 0 1", "| 0", "| 1", "| 0 1"]

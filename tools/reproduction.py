@@ -1,0 +1,166 @@
+"""Evidence for docs/reproduction/ from a finished `config/reproduce.yaml` run.
+
+    .venv/bin/python tools/reproduction.py --results results/cnn --out docs/reproduction
+
+Copies the run's small tables (correlations, logauc, pretrain, metrics) and correlation figures
+into --out and writes two generated tables the README there cites:
+
+- ``scales.md``: pooled Spearman (grouping ``all``) of id/ss/rsa at ``pool2`` for smaller
+  protocols nested in the run — fewer seeds, pre-training cut at an earlier checkpoint,
+  fine-tuning curves cut at an earlier checkpoint (log-AUC over the shorter curve) — computed
+  with the workflow's own ``analysis.correlation_table``;
+- ``groupings.md``: the run's per-source and per-pre-training-checkpoint correlations at
+  ``pool2`` (thesis Fig. 3.22/3.23/3.25/3.26) and the layers where the pooled ones are
+  significant (Fig. 3.21/3.24).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from transferability.analysis import correlation_table
+from transferability.metrics import METRICS
+from transferability.schedule import sort_labels
+
+THESIS_METRICS = ("id", "ss", "rsa")
+EXPECTED_SIGN = {"id": -1, "ss": -1, "rsa": 1}  # thesis §3.3: ID and SS negative, RSA positive
+TABLES = ("correlations", "logauc", "pretrain", "metrics")
+FIGURES = ("correlations", "correlations_source", "correlations_pretrain_step",
+           "correlations_finetune_step", "finetune_curves", "finetune_delta",
+           "metric_vs_logauc", "pretrain_accuracy")  # fmt: skip
+
+
+def _cell(row: pd.Series) -> str:
+    if pd.isna(row["rho"]):
+        return "n/a"
+    mark = "**" if row["significant"] else ""
+    return f"{mark}{row['rho']:+.2f}{mark}"
+
+
+def pooled(
+    metrics: pd.DataFrame,
+    finetune: pd.DataFrame,
+    *,
+    seeds: list[int],
+    pretrain_steps: list[str],
+    finetune_last: str,
+    layer: str = "pool2",
+) -> pd.DataFrame:
+    """Pooled correlations at ``layer`` of the nested protocol: ``seeds``, the pre-training
+    checkpoints ``pretrain_steps``, fine-tuning curves up to ``finetune_last``."""
+    labels = sort_labels(list(finetune["finetune_step"].astype(str).unique()))
+    kept = labels[: labels.index(finetune_last) + 1]
+    m = metrics[
+        metrics["seed"].isin(seeds)
+        & metrics["step"].astype(str).isin(pretrain_steps)
+        & (metrics["layer"] == layer)
+        & metrics["metric"].isin(THESIS_METRICS)
+    ]
+    f = finetune[
+        finetune["seed"].isin(seeds)
+        & finetune["pretrain_step"].astype(str).isin(pretrain_steps)
+        & finetune["finetune_step"].astype(str).isin(kept)
+    ]
+    directions = {name: METRICS[name].higher_is_better for name in THESIS_METRICS}
+    table = correlation_table("cnn", m.assign(step=m["step"].astype(str)), f, directions)
+    return table[table["grouping"] == "all"]
+
+
+def scales_table(metrics: pd.DataFrame, finetune: pd.DataFrame) -> str:
+    seeds = sorted(metrics["seed"].unique())
+    steps = sort_labels(list(metrics["step"].astype(str).unique()))
+    ft_labels = sort_labels(list(finetune["finetune_step"].astype(str).unique()))
+    protocols = []
+    for last in ("300b", "1e", "3e", "10e"):  # pre-training cut
+        if last in steps:
+            protocols.append((seeds, steps[: steps.index(last) + 1], "300b"))
+    if "1e" in ft_labels:  # the full grids: each seed alone, then the seeds averaged
+        protocols += [([seed], steps, "1e") for seed in seeds]
+        protocols += [(seeds[:k], steps, "1e") for k in range(2, len(seeds) + 1)]
+    targets = sorted(finetune["target"].unique())
+    head = "| seeds | pre-training checkpoints | fine-tuning to | n | " + " | ".join(
+        f"{t} {m}" for t in targets for m in THESIS_METRICS
+    )
+    lines = [head + " |", "|" + "---|" * (4 + len(targets) * len(THESIS_METRICS))]
+    for chosen, kept, last in protocols:
+        rows = pooled(metrics, finetune, seeds=chosen, pretrain_steps=kept, finetune_last=last)
+        rows = rows.set_index(["target", "metric"])
+        n = int(rows["n"].iloc[0])
+        cells = [_cell(rows.loc[(t, m)]) for t in targets for m in THESIS_METRICS]
+        lines.append(
+            f"| {' '.join(map(str, chosen))} | `{' '.join(kept)}` | {last} | {n} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def groupings_table(correlations: pd.DataFrame) -> str:
+    c = correlations[correlations["metric"].isin(THESIS_METRICS)]
+    out = []
+    # pooled: at which layers each metric is significant with the thesis's sign
+    allc = c[c["grouping"] == "all"]
+    out.append("Pooled (grouping `all`): layers where ρ is significant with the thesis's sign\n")
+    out.append("| target | metric | significant, expected sign | ρ per layer |")
+    out.append("|---|---|---|---|")
+    for (target, metric), part in allc.groupby(["target", "metric"]):
+        part = part.set_index("layer")
+        good = [
+            layer
+            for layer, row in part.iterrows()
+            if row["significant"] and row["rho"] * EXPECTED_SIGN[metric] > 0
+        ]
+        per_layer = ", ".join(f"{layer} {_cell(row)}" for layer, row in part.iterrows())
+        out.append(f"| {target} | {metric} | {' '.join(good) or '—'} | {per_layer} |")
+    for grouping, title in (
+        ("source", "Per source (its pre-training checkpoints), `pool2`"),
+        ("pretrain_step", "Per pre-training checkpoint (the six sources), `pool2`"),
+    ):
+        part = c[(c["grouping"] == grouping) & (c["layer"] == "pool2")]
+        groups = part["group"].astype(str).unique().tolist()
+        if grouping == "pretrain_step":
+            groups = sort_labels(groups)
+        out.append(f"\n{title}; n per group = {sorted(part['n'].unique().tolist())}\n")
+        out.append("| target | metric | " + " | ".join(groups) + " |")
+        out.append("|---|---|" + "---|" * len(groups))
+        for (target, metric), rows in part.groupby(["target", "metric"]):
+            rows = rows.set_index(rows["group"].astype(str))
+            out.append(
+                f"| {target} | {metric} | "
+                + " | ".join(_cell(rows.loc[g]) if g in rows.index else "" for g in groups)
+                + " |"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results/cnn"))
+    parser.add_argument("--out", type=Path, default=Path("docs/reproduction"))
+    args = parser.parse_args()
+    tables, figures = args.results / "tables", args.results / "figures"
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        shutil.copyfile(tables / f"{name}.csv", args.out / f"{name}.csv")
+    for name in FIGURES:
+        if (figures / f"{name}.png").is_file():
+            shutil.copyfile(figures / f"{name}.png", args.out / f"{name}.png")
+    metrics = pd.read_csv(tables / "metrics.csv")
+    finetune = pd.read_csv(tables / "finetune.csv")
+    note = "**bold** = outside the Fisher 95 % band for ρ = 0 (significant)\n\n"
+    (args.out / "scales.md").write_text(
+        "Pooled Spearman ρ at `pool2` of protocols nested in the run "
+        "(`tools/reproduction.py`); " + note + scales_table(metrics, finetune) + "\n"
+    )
+    correlations = pd.read_csv(tables / "correlations.csv")
+    (args.out / "groupings.md").write_text(note + groupings_table(correlations) + "\n")
+    print((args.out / "scales.md").read_text())
+    print((args.out / "groupings.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
