@@ -25,25 +25,12 @@ from transferability.metrics.stats import LayerStats, layer_stats
 
 __all__ = ["hscore", "hscore_reg", "logme"]
 
-#: Eigenvalues of an n × n Gram matrix at or below ``n · ε · λ_max`` (ε: float64 machine
-#: epsilon) are treated as exact zeros: that is the rounding level of ``eigh`` on the matrix.
-_EIG_RTOL_PER_SAMPLE = float(np.finfo(np.float64).eps)
-
 #: LogME fixed point (thuml/LogME ``LogME._fit_fixed_point``): at most 11 updates of (α, β),
 #: stop when ``|t_new − t| / t <= 1e-3`` for ``t = α/β``; 1e-5 added to ``|m|²`` and
 #: ``|y − Fm|²`` in the updates.
 _LOGME_MAX_ITER = 11
 _LOGME_TOL = 1e-3
 _LOGME_EPS = 1e-5
-
-
-def _eigh_psd(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of a PSD Gram matrix with rounding-level eigenvalues set to exactly 0."""
-    lam, vec = np.linalg.eigh(gram)
-    top = float(lam[-1]) if len(lam) else 0.0
-    cutoff = len(lam) * _EIG_RTOL_PER_SAMPLE * top
-    lam = np.where(lam > cutoff, lam, 0.0)
-    return lam, vec
 
 
 def _between_class_weights(stats: LayerStats, vec: np.ndarray) -> np.ndarray:
@@ -62,7 +49,7 @@ def _between_class_weights(stats: LayerStats, vec: np.ndarray) -> np.ndarray:
 @register_metric("hscore", higher_is_better=True)
 def _hscore(stats: LayerStats) -> float:
     require_classes(stats.counts)
-    lam, vec = _eigh_psd(stats.centred_gram)
+    lam, vec = stats.centred_eigh
     keep = lam > 0.0
     if not keep.any():
         warn("H-score: all samples are identical (zero covariance); H-score is NaN")
@@ -136,7 +123,7 @@ def _hscore_reg(stats: LayerStats) -> float:
     if mu <= 0.0:
         warn("regularised H-score: all samples are identical (zero covariance); it is NaN")
         return math.nan
-    lam, vec = _eigh_psd(stats.centred_gram)
+    lam, vec = stats.centred_eigh
     shrink = stats.n * alpha * mu  # n·α·μ: the ridge in the units of K's eigenvalues
     if shrink > 0.0:
         weight = (1.0 - alpha) * lam / ((1.0 - alpha) * lam + shrink)
@@ -225,7 +212,7 @@ def _logme_stats(stats: LayerStats, evidence: str = "official") -> float:
     if evidence not in LOGME_EVIDENCE:
         raise ValueError(f"evidence must be one of {LOGME_EVIDENCE}, got {evidence!r}")
     require_classes(stats.counts)
-    sigma, vec = _eigh_psd(stats.gram)
+    sigma, vec = stats.gram_eigh
     if not (sigma > 0.0).any():
         warn("LogME: all features are zero; LogME is NaN")
         return math.nan

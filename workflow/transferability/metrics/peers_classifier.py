@@ -27,19 +27,6 @@ from transferability.metrics.stats import LayerStats, layer_stats
 
 __all__ = ["nleep", "sfda"]
 
-#: Eigenvalues of the n × n centred Gram matrix at or below ``n · ε · λ_max`` are zero (the
-#: rounding level of ``eigh``), as in :mod:`transferability.metrics.linear`.
-_EIG_RTOL_PER_SAMPLE = float(np.finfo(np.float64).eps)
-
-
-def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of a PSD Gram matrix, largest first, rounding-level eigenvalues set to 0."""
-    lam, vec = np.linalg.eigh(gram)
-    lam, vec = lam[::-1], vec[:, ::-1]
-    top = float(lam[0]) if len(lam) else 0.0
-    lam = np.where(lam > len(lam) * _EIG_RTOL_PER_SAMPLE * top, lam, 0.0)
-    return lam, vec
-
 
 def _one_hot(codes: np.ndarray, k: int) -> np.ndarray:
     onehot = np.zeros((len(codes), k))
@@ -96,7 +83,7 @@ def _pca_scores(stats: LayerStats, pca_dim: int | None, variance: float) -> np.n
     """PCA scores of the activations as ``sklearn.decomposition.PCA(n_components=variance or
     pca_dim, svd_solver='full').fit_transform`` gives them, up to the sign of each component;
     ``None`` if the activations have no variance."""
-    lam, vec = _eigh_desc(stats.centred_gram)
+    lam, vec = stats.centred_eigh_desc
     m = min(stats.n, stats.n_features)  # components of the full SVD of the n × d matrix
     lam, vec = lam[:m], vec[:, :m]
     total = float(lam.sum())
@@ -314,7 +301,7 @@ def _sfda_lda_proba(
 def _sfda(stats: LayerStats) -> float:
     require_classes(stats.counts)
     codes, counts, n = stats.codes, stats.counts, stats.n
-    lam, vec = _eigh_desc(stats.centred_gram)
+    lam, vec = stats.centred_eigh_desc
     keep = lam > 0.0
     if _all_identical(stats) or not keep.any():
         warn("SFDA: all samples are identical (zero scatter); SFDA is NaN")

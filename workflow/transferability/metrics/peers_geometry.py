@@ -23,11 +23,14 @@ from typing import Any
 import numpy as np
 
 from transferability.metrics._base import register_metric, require_classes, warn
-from transferability.metrics.stats import LayerStats, layer_stats, row_logsumexp_of_strips
+from transferability.metrics.stats import (
+    EIG_RTOL_PER_SAMPLE,
+    LayerStats,
+    layer_stats,
+    row_logsumexp_of_strips,
+)
 
 __all__ = ["etran", "etran_parts", "gbc", "parc", "transrate"]
-
-_EPS = float(np.finfo(np.float64).eps)
 
 #: Defaults of the peers (PEER_METRICS.md).
 TRANSRATE_EPS = 1e-4  # TLlib ``transrate(eps=1e-4)``
@@ -44,15 +47,6 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of a PSD Gram matrix, largest first, rounding-level eigenvalues set to 0."""
-    lam, vec = np.linalg.eigh(gram)
-    lam, vec = lam[::-1], vec[:, ::-1]
-    top = float(lam[0]) if len(lam) else 0.0
-    lam = np.where(lam > len(lam) * _EPS * top, lam, 0.0)
-    return lam, vec
 
 
 def _class_indices(stats: LayerStats) -> list[np.ndarray]:
@@ -129,7 +123,7 @@ def _gbc_stats(
     require_classes(stats.counts)
     pca_dim = _check_positive_int("pca_dim", pca_dim)
     k = min(pca_dim, stats.n, stats.n_features)
-    lam, vec = _eigh_desc(stats.centred_gram)
+    lam, vec = stats.centred_eigh_desc
     scores = vec[:, :k] * np.sqrt(lam[:k])  # sklearn PCA(k, svd_solver='full'), up to signs
     means, sigmas = [], []
     for idx in _class_indices(stats):
@@ -248,7 +242,7 @@ def _randomized_pca_scores(
         # Q = qr(Xcᵀ·Xc·Xcᵀ·Ω), B = QᵀXcᵀ = Û s Vᵀ, scores = V s, components = Q Û. With
         # Xc = Z Pᵀ everything stays in the span P: Q = P·qr(Zᵀ Z Zᵀ Ω) = P·qr(Λ^{3/2} Uᵀ Ω).
         omega = rng.normal(size=(n, size))
-        lam, vec = _eigh_desc(stats.centred_gram)
+        lam, vec = stats.centred_eigh_desc
         keep = lam > 0.0
         if not keep.any():
             return np.zeros((n, k))
@@ -286,7 +280,7 @@ def _randomized_pca_scores(
         sign[sign == 0.0] = 1.0
         scores *= sign
     # rounding-level components carry no information; sklearn would standardise their noise
-    scores[:, s <= max(n, d) * _EPS * (s[0] if len(s) else 0.0)] = 0.0
+    scores[:, s <= max(n, d) * EIG_RTOL_PER_SAMPLE * (s[0] if len(s) else 0.0)] = 0.0
     return scores
 
 

@@ -31,6 +31,21 @@ from transferability.metrics._base import check_features, check_labels, to_numpy
 #: Bytes of activations held at once while streaming (one strip or one row block).
 STREAM_BYTES = 64 * 2**20
 
+#: Eigenvalues of an n × n Gram matrix at or below ``n · ε · λ_max`` (ε: float64 machine
+#: epsilon) are treated as exact zeros: that is the rounding level of ``eigh`` on the matrix.
+EIG_RTOL_PER_SAMPLE = float(np.finfo(np.float64).eps)
+
+
+def eigh_psd(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a PSD Gram matrix, eigenvalues ascending, those at the rounding level set
+    to exactly 0. The arrays are read-only: metrics share them through :class:`LayerStats`."""
+    lam, vec = np.linalg.eigh(gram)
+    top = float(lam[-1]) if len(lam) else 0.0
+    lam = np.where(lam > len(lam) * EIG_RTOL_PER_SAMPLE * top, lam, 0.0)
+    lam.setflags(write=False)
+    vec.setflags(write=False)
+    return lam, vec
+
 
 @dataclass
 class LayerStats:
@@ -98,6 +113,23 @@ class LayerStats:
         same = self.duplicate_of[:, None] == self.duplicate_of[None, :]
         d2[same] = 0.0
         return d2
+
+    @cached_property
+    def centred_eigh(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`eigh_psd` of the centred Gram matrix (ascending), computed once for every
+        metric that needs it (H-scores, the principal components of GBC, NLEEP, PARC, SFDA)."""
+        return eigh_psd(self.centred_gram)
+
+    @property
+    def centred_eigh_desc(self) -> tuple[np.ndarray, np.ndarray]:
+        """:attr:`centred_eigh`, largest eigenvalue first (views, no copy)."""
+        lam, vec = self.centred_eigh
+        return lam[::-1], vec[:, ::-1]
+
+    @cached_property
+    def gram_eigh(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`eigh_psd` of the raw Gram matrix (ascending; LogME)."""
+        return eigh_psd(self.gram)
 
     @property
     def constant_rows(self) -> np.ndarray:
