@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=40)
     parser.add_argument("--run", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--metrics", nargs="*", help="default: every registered layer metric")
+    parser.add_argument(
+        "--file", type=Path, help="keep the synthetic file here (reused if it exists)"
+    )
     args = parser.parse_args()
     from transferability.metrics import metric_names
 
@@ -88,9 +91,10 @@ def main() -> None:
         print(json.dumps(run(args.run[0], args.run[1], names)))
         return
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        path = Path(tmp) / "pool1.h5"
+        path = args.file or Path(tmp) / "pool1.h5"
         t0 = time.perf_counter()
-        write_synthetic(path, args.n, tuple(args.shape), args.classes, seed=0)
+        if not path.exists():
+            write_synthetic(path, args.n, tuple(args.shape), args.classes, seed=0)
         write_s = time.perf_counter() - t0
         size_gb = path.stat().st_size / 1e9
         results = {}

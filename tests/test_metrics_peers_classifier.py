@@ -342,3 +342,15 @@ def test_registered_statistics_forms_and_streaming(tmp_path):
     streamed = layer_stats_from_h5(path, stream_bytes=2048)
     assert METRICS["sfda"](streamed) == pytest.approx(values["sfda"], rel=1e-9)
     assert METRICS["nleep"](streamed) == pytest.approx(values["nleep"], abs=1e-6)
+
+
+def test_nleep_caps_the_pca_dimension_to_bound_memory(monkeypatch):
+    import transferability.metrics.peers_classifier as pc
+
+    assert pc.nleep_max_dim(200) == 409  # K = 40 classes: 200 components in 256 MiB
+    x, y = _data(3, 200, 60)
+    reference = nleep(x, y, pca_dim=3)
+    monkeypatch.setattr(pc, "NLEEP_COVARIANCE_BYTES", 8 * 5 * 4 * 3**2)  # room for p = 3
+    with pytest.warns(MetricWarning, match="capped at 3"):
+        capped = nleep(x, y)
+    assert capped == pytest.approx(reference, abs=1e-12)

@@ -79,6 +79,19 @@ def _check_nleep_options(pca_dim, variance, component_ratio, random_state) -> No
         raise ValueError(f"random_state must be an integer or None, got {random_state!r}")
 
 
+#: Memory allowed for one copy of NLEEP's mixture covariances (n_components × p × p float64;
+#: scikit-learn holds about three such arrays while fitting). Above it the PCA dimension p is
+#: capped, with a warning, so that the streaming pass stays within SPEC §9's 2 GB.
+NLEEP_COVARIANCE_BYTES = 256 * 2**20
+
+
+def nleep_max_dim(n_components: int, budget: int | None = None) -> int:
+    """The largest PCA dimension whose full covariances of ``n_components`` fit in ``budget``
+    bytes (default :data:`NLEEP_COVARIANCE_BYTES`)."""
+    budget = NLEEP_COVARIANCE_BYTES if budget is None else budget
+    return max(1, math.isqrt(budget // (8 * n_components)))
+
+
 def _pca_scores(stats: LayerStats, pca_dim: int | None, variance: float) -> np.ndarray | None:
     """PCA scores of the activations as ``sklearn.decomposition.PCA(n_components=variance or
     pca_dim, svd_solver='full').fit_transform`` gives them, up to the sign of each component;
@@ -147,6 +160,14 @@ def _nleep(
     if scores is None:
         warn("NLEEP: all samples are identical (zero variance); NLEEP is NaN")
         return math.nan
+    cap = nleep_max_dim(n_components)
+    if scores.shape[1] > cap:
+        warn(
+            f"NLEEP: {scores.shape[1]} principal components (variance {variance}) capped at "
+            f"{cap}, the most whose {n_components} mixture covariances fit in "
+            f"{NLEEP_COVARIANCE_BYTES // 2**20} MB; the peer would use all of them"
+        )
+        scores = scores[:, :cap]
     try:
         gmm = GaussianMixture(n_components=n_components, random_state=random_state)
         resp = gmm.fit(scores).predict_proba(scores)
@@ -197,6 +218,13 @@ def nleep(
     test problems; PEER_METRICS tolerance 1e-3). The result depends on the sample order through
     the k-means initialisation (EM may reach another local optimum when the order changes).
     Needs scikit-learn at run time.
+
+    Memory bound (a convention of this package): the mixture's full covariances take
+    ``5K·p²`` floats for p principal components; where 0.8 of the variance needs more than
+    :func:`nleep_max_dim` components (e.g. white-noise-like activations with K = 40: p ≈ 900
+    would need ~1.3 GB per copy), p is capped at that number (409 for K = 40 with the 256 MiB of
+    ``NLEEP_COVARIANCE_BYTES``) with a :class:`MetricWarning`, whose text the workflow records
+    in the table's ``note``. Below the cap the value is the peer's.
 
     Direction: higher is better; ``NLEEP ≤ 0`` up to rounding (a mean log-probability), ``0``
     when every component holds one class only and the posteriors are certain; ``−log K`` is the
