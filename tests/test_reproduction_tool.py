@@ -69,3 +69,15 @@ def test_nested_protocol_cuts_seeds_checkpoints_and_curves():
     assert "| 0 1 | `0 10b 1e 3e` | 1e | 12 |" in table
     rows = table.splitlines()[2:]  # pre-training cut at 1e and 3e, seeds 0 and 1 alone, both
     assert [row.split(" | ")[0] for row in rows] == ["| 0 1", "| 0 1", "| 0", "| 1", "| 0 1"]
+
+
+def test_pooled_table_orders_metrics_by_oriented_rho():
+    metrics, finetune = _tables(2)
+    directions = {m: METRICS[m].higher_is_better for m in ("id", "ss", "rsa", "logme")}
+    table = correlation_table("cnn", metrics, finetune, directions)
+    text = reproduction.pooled_table(table)
+    rows = text.splitlines()[2:]
+    assert len(rows) == 4 and all(row.startswith("| `") for row in rows)
+    pooled = table[(table["grouping"] == "all") & (table["layer"] == "pool2")]
+    order = pooled.groupby("metric")["rho_oriented"].mean().sort_values(ascending=False)
+    assert [row.split("`")[1] for row in rows] == list(order.index)

@@ -137,12 +137,43 @@ def groupings_table(correlations: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def pooled_table(correlations: pd.DataFrame, layer: str = "pool2") -> str:
+    """Every metric's pooled correlation (grouping ``all``) at ``layer`` (``logits`` for the
+    prediction metrics), both targets: ρ, ρ oriented (positive = ranks the right way round),
+    significance and relative top-1; ordered by the mean oriented ρ."""
+    c = correlations[(correlations["grouping"] == "all")
+                     & correlations["layer"].isin([layer, "logits"])]  # fmt: skip
+    targets = sorted(c["target"].unique())
+    order = c.groupby("metric")["rho_oriented"].mean().sort_values(ascending=False).index
+    head = "| metric | " + " | ".join(f"{t} ρ | {t} ρ↑ | rel. top-1" for t in targets) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(targets)]
+    for metric in order:
+        cells = []
+        for target in targets:
+            row = c[(c["metric"] == metric) & (c["target"] == target)]
+            if row.empty or pd.isna(row["rho"].iloc[0]):
+                cells.append("n/a | | ")
+                continue
+            row = row.iloc[0]
+            relative_top1 = 1.0 - row["top1_regret"]  # = relative_top1 (older tables lack it)
+            cells.append(f"{_cell(row)} | {row['rho_oriented']:+.2f} | {relative_top1:.3f}")
+        where = "logits" if (c[c["metric"] == metric]["layer"] == "logits").all() else layer
+        lines.append(f"| `{metric}` @ {where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/cnn"))
     parser.add_argument("--out", type=Path, default=Path("docs/reproduction"))
+    parser.add_argument(
+        "--pooled", action="store_true", help="only print every metric's pooled table"
+    )
     args = parser.parse_args()
     tables, figures = args.results / "tables", args.results / "figures"
+    if args.pooled:
+        print(pooled_table(pd.read_csv(tables / "correlations.csv")))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
         shutil.copyfile(tables / f"{name}.csv", args.out / f"{name}.csv")
@@ -158,6 +189,7 @@ def main() -> None:
     )
     correlations = pd.read_csv(tables / "correlations.csv")
     (args.out / "groupings.md").write_text(note + groupings_table(correlations) + "\n")
+    (args.out / "pooled.md").write_text(note + pooled_table(correlations) + "\n")
     print((args.out / "scales.md").read_text())
     print((args.out / "groupings.md").read_text())
 
