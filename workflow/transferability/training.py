@@ -40,7 +40,7 @@ def configure_torch(threads: int, device: str = "auto") -> torch.device:
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available). CPU results are
     bit-reproducible for a given ``threads`` (intra-op threads). On CUDA float32
     stays float32 (TF32 off: with TF32 convolutions a multi-run and its single runs differed by
-    ~2 % relative in the parameters after 20 steps, without by 1.5e-4; README, Performance), and
+    ~2 % relative in the parameters after 20 steps, without by 1.5e-4; docs/performance.md), and
     cuDNN picks its algorithms freely, so GPU results are reproducible only up to float rounding.
     """
     if device not in ("auto", "cpu", "cuda"):
