@@ -19,7 +19,7 @@ include: "rules/extract.smk"
 include: "rules/metrics.smk"
 include: "rules/finetune.smk"
 include: "rules/studies.smk"
-include: "rules/vgg.smk"
+include: "rules/images.smk"
 include: "rules/analysis.smk"
 
 

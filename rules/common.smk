@@ -1,5 +1,6 @@
 import sys
 from pathlib import Path
+from types import SimpleNamespace as Namespace
 
 # The library lives in workflow/; an installed copy (pip install -e .) is used when present.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
@@ -88,11 +89,11 @@ def run_checkpoints(wildcards):
 def models(track):
     """Every (source, seed) pair of a track: the aggregate rules expand over these."""
     cfg = track_cfg(track)
-    if track == VGG_TRACK:
+    if track in IMAGE_TRACKS:
         return [
             (source, seed)
             for source in cfg["sources"]
-            for seed in tconfig.vgg_seeds(config, source)
+            for seed in tconfig.image_seeds(config, track, source)
         ]
     return [(source, seed) for source in cfg["sources"] for seed in cfg["seeds"]]
 
@@ -120,9 +121,9 @@ def history_files(track):
 
 
 def metric_files(track):
-    if track == VGG_TRACK:
-        return vgg_model_files(
-            "results/vgg/metrics/{target}/{source}/seed{seed}/stepfinal.csv"
+    if track in IMAGE_TRACKS:
+        return image_model_files(
+            track, "results/{track}/metrics/{target}/{source}/seed{seed}/stepfinal.csv"
         )
     return per_model_files(
         track, "results/{track}/metrics/{target}/{source}/seed{seed}/step{step}.csv"
@@ -130,9 +131,10 @@ def metric_files(track):
 
 
 def finetune_files(track):
-    if track == VGG_TRACK:
-        return vgg_model_files(
-            "results/vgg/finetune/{target}/{source}/seed{seed}/stepfinal.csv",
+    if track in IMAGE_TRACKS:
+        return image_model_files(
+            track,
+            "results/{track}/finetune/{target}/{source}/seed{seed}/stepfinal.csv",
             with_scratch=True,
         )
     return per_model_files(
@@ -144,10 +146,10 @@ FIGURES = list(tconfig.TRACK_FIGURES)
 
 
 def track_figures(track):
-    if track != VGG_TRACK:
+    if track not in IMAGE_TRACKS:
         return FIGURES
     skip = set(tconfig.SINGLE_CHECKPOINT_SKIPS)
-    if not VGG.get("scratch"):
+    if not track_cfg(track).get("scratch"):
         skip.add("finetune_delta")  # its baseline is the from-scratch model
     return [f for f in FIGURES if f not in skip]
 
@@ -183,10 +185,10 @@ def activation_files(track):
     """Activation files are final targets (unless temporary), so a deleted one is recomputed."""
     if config["temp_activations"]:
         return []
-    if track == VGG_TRACK:
+    if track in IMAGE_TRACKS:
         return [
-            f for target in VGG["targets"] for source, seed in models(track)
-            for f in vgg_model_activations(target, source, seed)
+            f for target in track_cfg(track)["targets"] for source, seed in models(track)
+            for f in image_model_activations(track, target, source, seed)
         ]  # fmt: skip
     return [
         f"{activation_dir(track, target, source, seed, step)}/{layer}.h5"
@@ -214,96 +216,125 @@ def all_outputs():
     ]
 
 
-# --- VGG track -------------------------------------------------------------------------------
+# --- image tracks (vgg, zoo) ---------------------------------------------------------------
+# Sources loaded from weight files or trained here (any family of transferability.families),
+# image-folder targets, one model per (source, seed) at step "final".
 
-VGG = config["tracks"].get(VGG_TRACK, {"sources": {}, "targets": {}, "layers": []})
-VGG_FEATURES_ONLY = {"vgg16_features"}
-VGG_LAYERS_FULL = list(VGG["layers"])
-VGG_LAYERS_FEATURES = [layer for layer in VGG["layers"] if layer.startswith("pool")]
-NO_NAME = "(?!x)x"  # a regex that matches nothing, for an empty set of sources
-
-
-def _names(names):
-    return "|".join(sorted(names)) or NO_NAME
+IMAGE_TRACKS = [t for t in TRACKS if t in tconfig.IMAGE_TRACKS]
+IMAGE_TRACK_RE = (
+    "|".join(IMAGE_TRACKS) or "(?!x)x"
+)  # a regex matching nothing when none
 
 
-VGG_FULL_SOURCES = _names(
-    s for s, c in VGG["sources"].items() if c["arch"] not in VGG_FEATURES_ONLY
-)
-VGG_FEATURE_SOURCES = _names(
-    s for s, c in VGG["sources"].items() if c["arch"] in VGG_FEATURES_ONLY
-)
+def image_source_cfg(track, source):
+    return track_cfg(track)["sources"][source]
 
-for _missing in tconfig.missing_vgg_inputs(config):
+
+def image_target_cfg(track, target):
+    return track_cfg(track)["targets"][target]
+
+
+def has_head(track, source):
+    """Whether a source keeps its classifier head (an encoder has no logits)."""
+    cfg = image_source_cfg(track, source)
+    return not cfg.get("encoder") and cfg["arch"] != "vgg16_features"
+
+
+def image_layers(track, source):
+    """A source's recorded layers: its own list, else the track's; an encoder records no
+    fully-connected VGG layers."""
+    cfg = image_source_cfg(track, source)
+    layers = list(cfg.get("layers") or track_cfg(track)["layers"])
+    if not has_head(track, source):
+        layers = [
+            layer for layer in layers if layer not in ("fc6", "fc7", "fc8", "logits")
+        ]
+    return layers
+
+
+def _extract_rules():
+    """One extraction rule per (track, layer list, head or not): a rule's outputs cannot depend
+    on the source, so the sources that record the same files share a rule."""
+    groups = {}
+    for track in IMAGE_TRACKS:
+        for source in track_cfg(track)["sources"]:
+            key = (track, tuple(image_layers(track, source)), has_head(track, source))
+            groups.setdefault(key, []).append(source)
+    rules, names = [], set()
+    for (track, layers, head), sources in groups.items():
+        name = base = f"{track}_extract" + ("" if head else "_encoder")
+        k = 1
+        while name in names:  # sources with their own layer lists
+            name, k = f"{base}_{k}", k + 1
+        names.add(name)
+        rules.append((name, track, list(layers), head, "|".join(sorted(sources))))
+    return rules
+
+
+EXTRACT_RULES = _extract_rules()
+
+
+for _missing in tconfig.missing_image_inputs(config):
     print(
         f"transferability: missing, provide it before running: {_missing}",
         file=sys.stderr,
     )
 
 
-def vgg_source_cfg(source):
-    return VGG["sources"][source]
-
-
-def vgg_target_cfg(target):
-    return VGG["targets"][target]
-
-
-def vgg_target_inputs(wildcards):
+def image_target_inputs(wildcards):
     """The image folder, when the workflow builds it; external folders are read in place."""
-    cfg = vgg_target_cfg(wildcards.target)
+    cfg = image_target_cfg(wildcards.track, wildcards.target)
     return [cfg["root"]] if cfg.get("make_from") else []
 
 
-def vgg_weight_inputs(wildcards):
+def image_weight_inputs(wildcards):
     """The weight file as input where it is a file (so a new file re-runs the source); a
-    missing external file is left to the job, which names it (see missing_vgg_inputs).
+    missing external file is left to the job, which names it (see missing_image_inputs).
     """
-    weights = tconfig.vgg_weights(config, wildcards.source)
-    if vgg_source_cfg(wildcards.source).get("pretrain_on"):
+    weights = tconfig.image_weights(config, wildcards.track, wildcards.source)
+    if image_source_cfg(wildcards.track, wildcards.source).get("pretrain_on"):
         return [weights]
     return [weights] if Path(weights).is_file() else []
 
 
-def vgg_layers(source):
-    if vgg_source_cfg(source)["arch"] in VGG_FEATURES_ONLY:
-        return VGG_LAYERS_FEATURES
-    return VGG_LAYERS_FULL
-
-
-def vgg_model_activations(target, source, seed):
-    folder = f"results/vgg/activations/{target}/{source}/seed{seed}/stepfinal"
-    files = [f"{folder}/{layer}.h5" for layer in vgg_layers(source)]
-    if vgg_source_cfg(source)["arch"] not in VGG_FEATURES_ONLY:
+def image_model_activations(track, target, source, seed):
+    folder = f"results/{track}/activations/{target}/{source}/seed{seed}/stepfinal"
+    files = [f"{folder}/{layer}.h5" for layer in image_layers(track, source)]
+    if has_head(track, source):
         files.append(f"{folder}/logits.h5")
     return files
 
 
-def vgg_activation_inputs(wildcards):
-    folder = f"results/vgg/activations/{wildcards.target}/{wildcards.source}/seed{wildcards.seed}"
-    return [f"{folder}/stepfinal/{layer}.h5" for layer in vgg_layers(wildcards.source)]
+def image_activation_inputs(wildcards):
+    w = wildcards
+    folder = f"results/{w.track}/activations/{w.target}/{w.source}/seed{w.seed}"
+    return [
+        f"{folder}/stepfinal/{layer}.h5" for layer in image_layers(w.track, w.source)
+    ]
 
 
-def vgg_logits_inputs(wildcards):
-    files = vgg_model_activations(wildcards.target, wildcards.source, wildcards.seed)
+def image_logits_inputs(wildcards):
+    w = wildcards
+    files = image_model_activations(w.track, w.target, w.source, w.seed)
     return [f for f in files if Path(f).name == "logits.h5"]
 
 
-def vgg_finetune_checkpoint(wildcards):
+def image_finetune_checkpoint(wildcards):
     if wildcards.source == "scratch":
         return []
-    return f"results/vgg/checkpoints/{wildcards.source}/seed{wildcards.seed}/final.pt"
+    return f"results/{wildcards.track}/checkpoints/{wildcards.source}/seed{wildcards.seed}/final.pt"
 
 
-def vgg_model_files(pattern, with_scratch=False):
-    sources = list(VGG["sources"]) + (
-        ["scratch"] if with_scratch and VGG.get("scratch") else []
+def image_model_files(track, pattern, with_scratch=False):
+    cfg = track_cfg(track)
+    sources = list(cfg["sources"]) + (
+        ["scratch"] if with_scratch and cfg.get("scratch") else []
     )
     return [
-        pattern.format(target=target, source=source, seed=seed)
-        for target in VGG["targets"]
+        pattern.format(track=track, target=target, source=source, seed=seed)
+        for target in cfg["targets"]
         for source in sources
-        for seed in tconfig.vgg_seeds(config, source)
+        for seed in tconfig.image_seeds(config, track, source)
     ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_workflow import DATA_DIR, snakemake, tiny_config
+from test_workflow_vgg import tiny_vgg_config
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,12 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy, symlinks=True)
     return copy
+
+
+@pytest.fixture(scope="session")
+def vgg_run(tmp_path_factory) -> Path:
+    for name in ("mnist", "fashion_mnist"):
+        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
+    workdir = tmp_path_factory.mktemp("tiny_vgg")
+    snakemake(workdir, tiny_vgg_config(), "--cores", "2")
+    return workdir

@@ -17,8 +17,8 @@ from transferability.imagefolder import (
     IMAGENET_STD,
     ImageFolderSplit,
     build_transform,
+    dataset_folder,
     extraction_subset,
-    fashion_mnist_folder,
     list_image_folder,
     read_split_index,
     split_index,
@@ -406,10 +406,10 @@ def test_write_png_folder_refuses_and_cleans_up(tmp_path, monkeypatch):
 @pytest.mark.skipif(
     not FASHION_NPZ.is_file(), reason=f"{FASHION_NPZ} missing; run `make data` to create it"
 )
-def test_fashion_mnist_folder(tmp_path):
+def test_dataset_folder(tmp_path):
     from transferability.data import load_dataset
 
-    frame = fashion_mnist_folder(FASHION_NPZ, tmp_path / "fm", per_class=3, classes=[9, 0, 3])
+    frame = dataset_folder(FASHION_NPZ, tmp_path / "fm", per_class=3, classes=[9, 0, 3])
     assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == ["ankle_boot", "dress", "t_shirt"]
     assert frame.groupby("class").size().to_dict() == {"ankle_boot": 3, "dress": 3, "t_shirt": 3}
     paths, labels, classes = list_image_folder(tmp_path / "fm")
@@ -420,12 +420,12 @@ def test_fashion_mnist_folder(tmp_path):
     with Image.open(tmp_path / "fm" / frame["path"][0]) as im:
         assert im.size == (32, 32) and im.mode == "L"
 
-    full = fashion_mnist_folder(FASHION_NPZ, tmp_path / "raw", per_class=2, size=None, seed=1)
+    full = dataset_folder(FASHION_NPZ, tmp_path / "raw", per_class=2, size=None, seed=1)
     assert sorted(set(full["class"])) == sorted(FASHION_MNIST_CLASSES) and len(full) == 20
     row = full.iloc[5]
     with Image.open(tmp_path / "raw" / row["path"]) as im:
         assert np.array_equal(np.asarray(im), ds.train_x[row["source_index"]])
-    again = fashion_mnist_folder(FASHION_NPZ, tmp_path / "raw2", per_class=2, size=None, seed=1)
+    again = dataset_folder(FASHION_NPZ, tmp_path / "raw2", per_class=2, size=None, seed=1)
     pd.testing.assert_frame_equal(full, again)
     assert imagefolder.split_index(tmp_path / "raw")["split"].value_counts().to_dict() == {
         "train": 10,

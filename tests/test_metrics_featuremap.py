@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import calinski_harabasz_score
 
 from transferability.metrics import featuremap as fm
+from transferability.metrics import per_image
 from transferability.metrics._base import METRICS, MetricWarning
 from transferability.metrics.featuremap import c56, s1, s2, s3, s4, s5, s6, sample_stats
 from transferability.metrics.stats import layer_stats, layer_stats_from_h5
@@ -148,7 +149,7 @@ def test_sample_stats_block_invariance(monkeypatch):
     x = np.maximum(rng.standard_normal((9, 6, 4, 3)), 0.0).astype(np.float32)
     whole = sample_stats(x)
     parts = [sample_stats(x[:4]), sample_stats(x[4:])]
-    monkeypatch.setattr(fm, "SAMPLE_BLOCK_BYTES", 1)  # one image per sub-block
+    monkeypatch.setattr(per_image, "SAMPLE_BLOCK_BYTES", 1)  # one image per sub-block
     tiny = sample_stats(x)
     assert set(whole) == {"s4", "nonzero_fraction", "s6"}
     for key, value in whole.items():

@@ -19,10 +19,10 @@ from test_workflow import REPO
 
 from transferability import config as tconfig
 from transferability.artifacts import read_activations
+from transferability.families import ModelSpec, build_model
 from transferability.imagefolder import write_png_folder
-from transferability.pipeline_vgg import extract, finetune, load_source, split_target
+from transferability.pipeline_images import extract, finetune, load_source, split_target
 from transferability.schedule import resolve_checkpoints
-from transferability.vgg import build_vgg
 
 #: Head sizes of the thesis's weight files (thesis §2.1.2): Places365, Stanford Cars, VGG-Face.
 HEADS = {"places365": 365, "stanford_cars": 196, "vgg_face": 2622, "cifar10": 10}
@@ -38,9 +38,9 @@ def write_stand_in(name: str, settings: dict, path: Path) -> None:
     the encoder-only SegNet file in this package's VGG layout, torchvision key names)."""
     arch = settings["arch"]
     if settings.get("cifar"):
-        state = build_vgg(arch, HEADS[name], cifar=True, seed=0).state_dict()
-    elif arch == "vgg16_features":
-        full = torchvision.models.vgg16(weights=None).state_dict()
+        state = build_model(ModelSpec.create(arch, HEADS[name], cifar=True), 0).state_dict()
+    elif settings.get("encoder"):  # SegNet's VGG16-BN encoder: features only
+        full = getattr(torchvision.models, arch)(weights=None).state_dict()
         state = {k: v for k, v in full.items() if k.startswith("features.")}
     else:
         state = getattr(torchvision.models, arch)(num_classes=HEADS.get(name, 1000)).state_dict()
@@ -73,7 +73,7 @@ def paper(tmp_path_factory, monkeypatch_module):
         write_png_folder(settings["root"], images, np.repeat(np.arange(CLASSES), 2),
                          [f"class{k}" for k in range(CLASSES)])  # fmt: skip
     tconfig.check(config)
-    assert tconfig.missing_vgg_inputs(config) == []
+    assert tconfig.missing_image_inputs(config) == []
     return root, config
 
 
@@ -86,7 +86,8 @@ def monkeypatch_module():
 def test_paper_vgg_protocol_per_target_and_per_source():
     config = paper_config()
     grids = {
-        t: tconfig.vgg_finetune_protocol(config, t) for t in config["tracks"]["vgg"]["targets"]
+        t: tconfig.image_finetune_protocol(config, "vgg", t)
+        for t in config["tracks"]["vgg"]["targets"]
     }
     for target in ("custom3d", "oxford_pet"):
         assert not {"100b", "300b"} & set(grids[target]["checkpoints"])
@@ -97,12 +98,12 @@ def test_paper_vgg_protocol_per_target_and_per_source():
     resolve_checkpoints(grids["custom3d"]["checkpoints"], 1200, 12)
     with pytest.raises(ValueError, match=r"'100b' and '1e' are the same step \(100 batches"):
         resolve_checkpoints(config["tracks"]["vgg"]["finetune"]["checkpoints"], 1200, 12)
-    assert tconfig.vgg_transforms(config, "cifar10") == {"resize": 32, "crop": 32}
-    assert tconfig.vgg_transforms(config, "imagenet") == {"resize": 256, "crop": 224}
-    assert tconfig.vgg_transforms(config, "scratch") == {"resize": 256, "crop": 224}
-    assert tconfig.vgg_seeds(config, "random") == [0, 1, 2]
-    assert tconfig.vgg_seeds(config, "scratch") == [0, 1, 2]
-    assert tconfig.vgg_seeds(config, "imagenet") == [0]
+    assert tconfig.image_transforms(config, "vgg", "cifar10") == {"resize": 32, "crop": 32}
+    assert tconfig.image_transforms(config, "vgg", "imagenet") == {"resize": 256, "crop": 224}
+    assert tconfig.image_transforms(config, "vgg", "scratch") == {"resize": 256, "crop": 224}
+    assert tconfig.image_seeds(config, "vgg", "random") == [0, 1, 2]
+    assert tconfig.image_seeds(config, "vgg", "scratch") == [0, 1, 2]
+    assert tconfig.image_seeds(config, "vgg", "imagenet") == [0]
 
 
 def test_colliding_grid_names_the_target_labels_and_step(paper, tmp_path):
@@ -110,7 +111,7 @@ def test_colliding_grid_names_the_target_labels_and_step(paper, tmp_path):
     target = config["tracks"]["vgg"]["targets"]["custom3d"]
     index, subset = tmp_path / "index.csv", tmp_path / "subset.csv"
     split_target(target["root"], index, subset, test_fraction=0.5, per_class=1)
-    protocol = {**tconfig.vgg_finetune_protocol(config, "custom3d"), "batch_size": 1,
+    protocol = {**tconfig.image_finetune_protocol(config, "vgg", "custom3d"), "batch_size": 1,
                 "checkpoints": ["0", "3b", "1e"]}  # fmt: skip
     with pytest.raises(ValueError) as err:  # 3 training images at batch 1: 1e = 3b
         finetune(None, target["root"], index, tmp_path / "curve.csv", target="custom3d",
@@ -130,18 +131,22 @@ def test_every_paper_vgg_source_splits_extracts_and_fine_tunes(paper):
         split_target(settings["root"], index, subset_csv, test_fraction=0.5, per_class=1,
                      subset_split=settings.get("extract_split", "test"))  # fmt: skip
         subset = pd.read_csv(subset_csv)
-        protocol = {**tconfig.vgg_finetune_protocol(config, target), "checkpoints": ["0", "1b"]}
+        protocol = {
+            **tconfig.image_finetune_protocol(config, "vgg", target),
+            "checkpoints": ["0", "1b"],
+        }
         for source, source_settings in [*vgg["sources"].items(), ("scratch", None)]:
-            size = tconfig.vgg_transforms(config, source)
-            seed = tconfig.vgg_seeds(config, source)[-1]
+            size = tconfig.image_transforms(config, "vgg", source)
+            seed = tconfig.image_seeds(config, "vgg", source)[-1]
             out = work / target / source
             checkpoint = None
             if source_settings is not None:
                 checkpoint = out / "final.pt"
-                load_source(tconfig.vgg_weights(config, source), checkpoint, source=source,
+                load_source(tconfig.image_weights(config, "vgg", source), checkpoint, source=source,
                             seed=seed, arch=source_settings["arch"],
-                            cifar=source_settings.get("cifar", False))  # fmt: skip
-                full = source_settings["arch"] != "vgg16_features"
+                            cifar=source_settings.get("cifar", False),
+                            encoder=source_settings.get("encoder", False))  # fmt: skip
+                full = not source_settings.get("encoder")
                 layers = vgg["layers"] if full else [x for x in vgg["layers"] if "pool" in x]
                 paths = {layer: out / f"{layer}.h5" for layer in layers}
                 extract(checkpoint, settings["root"], subset_csv, paths,

@@ -16,12 +16,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from transferability.analysis import CORRELATION_COLUMNS, fisher_interval, log_auc_table  # noqa: E402
-from transferability.plots import (  # noqa: E402
-    FIGURE_TABLES,
-    FIGURES,
-    _layer_order,
-    draw_figure,
-)
+from transferability.figures import draw_figure  # noqa: E402
+from transferability.plots import FIGURE_TABLES, FIGURES, _layer_order  # noqa: E402
 
 TARGETS = ("fashion", "mnist")
 SOURCES = ("fashion", "kmnist", "mnist")

@@ -18,12 +18,12 @@ import yaml
 from transferability import cli
 from transferability.artifacts import read_activations, save_checkpoint
 from transferability.data import balanced_subset, load_dataset
-from transferability.imagefolder import fashion_mnist_folder, write_png_folder
+from transferability.imagefolder import dataset_folder, write_png_folder
 from transferability.models import build_cnn
 from transferability.pipeline import extract as cnn_extract
 from transferability.pipeline import metric_table, target_subset
-from transferability.pipeline_vgg import extract as vgg_extract
-from transferability.pipeline_vgg import load_source
+from transferability.pipeline_images import extract as vgg_extract
+from transferability.pipeline_images import load_source
 from transferability.rank import RankError, load_target, rank_models
 from transferability.rank import extract as rank_extract
 from transferability.training import to_input
@@ -66,7 +66,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def folder(tmp_path_factory) -> Path:
     """A 28×28 image folder: 6 images of each of 3 FashionMNIST classes."""
     root = tmp_path_factory.mktemp("folder") / "clothes"
-    fashion_mnist_folder(FASHION, root, per_class=6, size=None, classes=[0, 1, 7])
+    dataset_folder(FASHION, root, per_class=6, size=None, classes=[0, 1, 7])
     return root
 
 

@@ -14,10 +14,10 @@ from transferability.artifacts import load_checkpoint, save_checkpoint
 from transferability.data import ImageDataset, save_dataset
 from transferability.models import build_cnn
 from transferability.pipeline import build_tables
+from transferability.quanta import quanta_metric_rows
 from transferability.studies import (
     TASK_COLUMNS,
     layer_transfer_table,
-    quanta_metric_rows,
     quanta_tables,
     random_task_references,
     random_tasks,

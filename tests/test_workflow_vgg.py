@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,15 +24,6 @@ def tiny_vgg_config() -> dict:
     config = yaml.safe_load((REPO / "tests" / "config" / "tiny_vgg.yaml").read_text())
     config["data_dir"] = str(DATA_DIR)
     return config
-
-
-@pytest.fixture(scope="session")
-def vgg_run(tmp_path_factory) -> Path:
-    for name in ("mnist", "fashion_mnist"):
-        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
-    workdir = tmp_path_factory.mktemp("tiny_vgg")
-    snakemake(workdir, tiny_vgg_config(), "--cores", "2")
-    return workdir
 
 
 def test_tiny_vgg_run_fills_the_tables(vgg_run):
@@ -104,8 +94,8 @@ def test_split_index_is_identical_across_runs(vgg_run, tmp_path):
     first = index.read_bytes()
     copy = tmp_path / "run"
     shutil.copytree(vgg_run, copy, symlinks=True)
-    snakemake(copy, tiny_vgg_config(), "--cores", "1", "--forcerun", "vgg_split",
-              "--until", "vgg_split")  # fmt: skip
+    snakemake(copy, tiny_vgg_config(), "--cores", "1", "--forcerun", "image_split",
+              "--until", "image_split")  # fmt: skip
     assert (copy / "results" / "vgg" / "splits" / "fashion.csv").read_bytes() == first
     table = pd.read_csv(index)
     assert set(table["split"]) == {"train", "test"}
@@ -123,7 +113,7 @@ def test_adding_a_vgg_source_plans_only_its_jobs(vgg_run):
     per_model = [(rule, wc.get("source")) for rule, wc in jobs if "source" in wc]
     assert {source for _, source in per_model} == {"random2"}
     assert {rule for rule, _ in per_model} == {
-        "vgg_source", "vgg_extract", "vgg_metrics", "vgg_finetune"
+        "image_source", "vgg_extract", "image_metrics", "image_finetune"
     }  # fmt: skip
 
 
@@ -138,16 +128,16 @@ def test_paper_vgg_config_validates_and_dry_runs_naming_missing_files(tmp_path):
     result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     # 6 loaded sources + random over 3 baseline seeds; 3 targets; scratch over 3 seeds too
-    assert counts["vgg_source"] == "9" and counts["vgg_split"] == "3"
-    assert int(counts["vgg_extract"]) + int(counts["vgg_extract_features"]) == 3 * 9
-    assert counts["vgg_metrics"] == "27" and counts["vgg_finetune"] == str(3 * (9 + 3))
+    assert counts["image_source"] == "9" and counts["image_split"] == "3"
+    assert int(counts["vgg_extract"]) + int(counts["vgg_extract_encoder"]) == 3 * 9
+    assert counts["image_metrics"] == "27" and counts["image_finetune"] == str(3 * (9 + 3))
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (lambda v: v["sources"]["random"].update(pretrain_on="mnist"), "exactly one of"),
-        (lambda v: v["sources"]["random"].update(arch="vgg11"), "arch"),
+        (lambda v: v["sources"]["random"].update(arch="resnet9000"), "unknown architecture"),
         (
             lambda v: v["sources"].update(scratch={"arch": "vgg_tiny", "weights": "random"}),
             "names the from-scratch baseline",
@@ -168,3 +158,22 @@ def test_bad_vgg_config_stops_before_any_job(tmp_path, change, expected):
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_zoo_config_plans_its_protocol(tmp_path):
+    """config/zoo.yaml (merged into config.yaml, as `--configfile` does): seven architectures
+    trained here, four (images, policy) targets, the zoo track only."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    zoo = yaml.safe_load((REPO / "config" / "zoo.yaml").read_text())
+    config["run_tracks"] = zoo["run_tracks"]
+    config["tracks"]["zoo"] = zoo["tracks"]["zoo"]
+    config["data_dir"] = str(DATA_DIR)
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert counts["image_weights"] == "7" and counts["image_source"] == "7"
+    assert counts["zoo_extract"] == str(4 * 7) and counts["image_metrics"] == str(4 * 7)
+    assert counts["image_finetune"] == str(4 * (7 + 1))  # + the from-scratch resnet18
+    assert counts["image_folder"] == "2"  # the policies of one target share its images
+    assert not any(rule in counts for rule in ("pretrain", "extract", "finetune"))
+    policies = {t: s["policy"] for t, s in zoo["tracks"]["zoo"]["targets"].items()}
+    assert sorted(set(policies.values())) == ["full", "linear_probe"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 PROG = "transferability"
 
@@ -52,6 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="checkpoint file written by the workflow (CNN step<label>.pt or VGG final.pt); "
         "repeat for several",
+    )
+    what.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="FILE_OR_NAME",
+        help="a plain weight file (state dict, e.g. saved from a torchvision model) or a "
+        "torchvision weight name such as ResNet18_Weights.IMAGENET1K_V1 (read from the local "
+        "torch hub cache); needs --arch; repeat for several",
+    )
+    what.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="architecture of the --weights of the same position (resnet18, vit_b_16, ...); "
+        "one given for several --weights applies to all",
+    )
+    what.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="input side the --weights models are built for (ViT; default their own)",
+    )
+    what.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let torchvision download a weight name missing from the cache",
     )
     what.add_argument(
         "--name",
@@ -138,6 +167,7 @@ def run_rank(args: argparse.Namespace) -> int:
         RankError,
         config_checkpoints,
         format_table,
+        load_candidate,
         rank_models,
         write_table_csv,
     )
@@ -157,8 +187,30 @@ def run_rank(args: argparse.Namespace) -> int:
             names += list(selection.names)
     elif sources or args.track or args.run_seed is not None or args.step:
         raise RankError("--source, --track, --run-seed and --step need --config")
+    if args.weights:
+        archs = list(args.arch)
+        if len(archs) == 1:
+            archs *= len(args.weights)
+        if len(archs) != len(args.weights):
+            raise RankError(
+                f"got {len(args.arch)} --arch for {len(args.weights)} --weights; give one per "
+                "--weights (or one for all)"
+            )
+        if names is not None:
+            names += [Path(w).name for w in args.weights]
+        models += [
+            load_candidate(
+                w, arch=a, image_size=args.image_size, allow_download=args.allow_download
+            )
+            for w, a in zip(args.weights, archs, strict=True)
+        ]
+    elif args.arch or args.image_size:
+        raise RankError("--arch and --image-size describe --weights; give --weights too")
     if not models:
-        raise RankError("no candidate models: give --model PATH (repeatable) and/or --config FILE")
+        raise RankError(
+            "no candidate models: give --model PATH, --weights FILE --arch NAME (repeatable) "
+            "and/or --config FILE"
+        )
 
     def pick(value, from_config, default):
         if value is not None:

@@ -6,6 +6,7 @@ Imported while the Snakefile is parsed: it must not import torch.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from transferability.data import KNOWN_DATASETS
@@ -206,86 +207,99 @@ def family_setting(config: dict, track_name: str, family: str) -> str:
 
 
 VGG_TRACK = "vgg"
+#: Tracks of image-folder targets and sources from weight files or trained here (one model per
+#: source and seed, step "final"): the thesis's VGG track and the model zoo.
+IMAGE_TRACKS: tuple[str, ...] = (VGG_TRACK, "zoo")
+#: Fine-tuning policy of an image track unless the track or target names one (thesis VGG rule).
+DEFAULT_IMAGE_POLICY = "last_conv"
 
 
-def vgg_weights(config: dict, source_name: str) -> str:
-    """Where a VGG source's weights come from: a file path, a torchvision weight name, "random",
+def image_weights(config: dict, track_name: str, source_name: str) -> str:
+    """Where a source's weights come from: a file path, a torchvision weight name, "random",
     or (``pretrain_on``) the file the workflow trains for it."""
-    settings = track(config, VGG_TRACK)["sources"][source_name]
+    settings = track(config, track_name)["sources"][source_name]
     if settings.get("pretrain_on"):
-        return f"results/{VGG_TRACK}/weights/{source_name}.pt"
+        return f"results/{track_name}/weights/{source_name}.pt"
     return settings["weights"]
 
 
-def vgg_target_root(config: dict, target_name: str) -> str:
-    return target(config, VGG_TRACK, target_name)["root"]
-
-
-#: What a VGG target may override in the track's fine-tuning protocol (thesis §2.3.1: batch
+#: What a target may override in the track's fine-tuning protocol (thesis §2.3.1: batch
 #: sizes per target; custom3D and Oxford Pet drop the 100b and 300b checkpoints).
-VGG_TARGET_FINETUNE_KEYS = ("batch_size", "checkpoints")
+IMAGE_TARGET_FINETUNE_KEYS = ("batch_size", "checkpoints")
 
 
-def vgg_finetune_protocol(config: dict, target_name: str) -> dict[str, Any]:
+def image_finetune_protocol(config: dict, track_name: str, target_name: str) -> dict[str, Any]:
     """The track's fine-tuning protocol with the target's batch size and checkpoint grid."""
-    protocol = dict(track(config, VGG_TRACK)["finetune"])
-    settings = target(config, VGG_TRACK, target_name)
-    protocol.update({k: settings[k] for k in VGG_TARGET_FINETUNE_KEYS if k in settings})
+    protocol = dict(track(config, track_name)["finetune"])
+    settings = target(config, track_name, target_name)
+    protocol.update({k: settings[k] for k in IMAGE_TARGET_FINETUNE_KEYS if k in settings})
     return protocol
+
+
+def image_policy(config: dict, track_name: str, target_name: str) -> str:
+    """The fine-tuning policy of a target: its own, else the track's, else ``last_conv``."""
+    settings = track(config, track_name)
+    own = target(config, track_name, target_name).get("policy")
+    return own or settings.get("policy") or DEFAULT_IMAGE_POLICY
 
 
 #: Input size of the thesis's CIFAR-10 VGG-19 (its classifier takes 512 = 512 × 1 × 1 features).
 CIFAR_TRANSFORMS = {"resize": 32, "crop": 32}
 
 
-def vgg_transforms(config: dict, source_name: str) -> dict[str, int]:
+def image_transforms(config: dict, track_name: str, source_name: str) -> dict[str, int]:
     """Resize and crop of the images a source sees: its own ``transforms``, else 32 × 32 for a
-    CIFAR-variant source, else the track's. ``scratch`` (the from-scratch baseline) gets the
-    track's."""
-    settings = track(config, VGG_TRACK)
+    CIFAR-variant source, else its ``image_size``, else the track's. ``scratch`` (the
+    from-scratch baseline) gets the track's."""
+    settings = track(config, track_name)
     own = settings["sources"].get(source_name, {})
-    base = CIFAR_TRANSFORMS if own.get("cifar") else settings["transforms"]
+    base = settings["transforms"]
+    if own.get("cifar"):
+        base = CIFAR_TRANSFORMS
+    elif own.get("image_size"):
+        base = {"resize": own["image_size"], "crop": own["image_size"]}
     return {**base, **own.get("transforms", {})}
 
 
-def is_vgg_baseline(config: dict, source_name: str) -> bool:
+def is_baseline(config: dict, track_name: str, source_name: str) -> bool:
     """The from-scratch model and sources with random weights: baselines, trained over the
     track's ``baseline_seeds`` (thesis Fig. 3.20: 95 % bands over several seeds)."""
     if source_name == "scratch":
         return True
-    return track(config, VGG_TRACK)["sources"][source_name].get("weights") == "random"
+    return track(config, track_name)["sources"][source_name].get("weights") == "random"
 
 
-def vgg_seeds(config: dict, source_name: str) -> list[int]:
-    """Seeds of one VGG source: ``baseline_seeds`` for baselines (default: ``seeds``), else
+def image_seeds(config: dict, track_name: str, source_name: str) -> list[int]:
+    """Seeds of one source: ``baseline_seeds`` for baselines (default: ``seeds``), else
     ``seeds``. A loaded model is one model; its seed only seeds the new head and data order."""
-    settings = track(config, VGG_TRACK)
-    if is_vgg_baseline(config, source_name) and settings.get("baseline_seeds"):
+    settings = track(config, track_name)
+    if is_baseline(config, track_name, source_name) and settings.get("baseline_seeds"):
         return list(settings["baseline_seeds"])
     return list(settings.get("seeds", [0]))
 
 
-def missing_vgg_inputs(config: dict) -> list[str]:
+def missing_image_inputs(config: dict) -> list[str]:
     """User-provided weight files and target folders that do not exist (yet): reported at
     start-up, so that a dry-run of a config with placeholder paths says what to provide."""
-    if VGG_TRACK not in config["tracks"]:
-        return []
     from pathlib import Path
 
-    settings = config["tracks"][VGG_TRACK]
     missing = []
-    for name, source_settings in settings["sources"].items():
-        weights = vgg_weights(config, name)
-        looks_like_file = weights.endswith((".pt", ".pth")) or "/" in weights
-        if (
-            not source_settings.get("pretrain_on")
-            and looks_like_file
-            and not Path(weights).exists()
-        ):
-            missing.append(f"tracks.{VGG_TRACK}.sources.{name}.weights: {weights}")
-    for name, target_settings in settings["targets"].items():
-        if not target_settings.get("make_from") and not Path(target_settings["root"]).is_dir():
-            missing.append(f"tracks.{VGG_TRACK}.targets.{name}.root: {target_settings['root']}")
+    for track_name in [t for t in IMAGE_TRACKS if t in config["tracks"]]:
+        settings = config["tracks"][track_name]
+        for name, source_settings in settings["sources"].items():
+            weights = image_weights(config, track_name, name)
+            looks_like_file = weights.endswith((".pt", ".pth")) or "/" in weights
+            if (
+                not source_settings.get("pretrain_on")
+                and looks_like_file
+                and not Path(weights).exists()
+            ):
+                missing.append(f"tracks.{track_name}.sources.{name}.weights: {weights}")
+        for name, target_settings in settings["targets"].items():
+            if not target_settings.get("make_from") and not Path(target_settings["root"]).is_dir():
+                missing.append(
+                    f"tracks.{track_name}.targets.{name}.root: {target_settings['root']}"
+                )
     return missing
 
 
@@ -313,9 +327,47 @@ def _check_labels(prefix: str, labels: list[str]) -> None:
         raise ConfigError(f"{prefix}: duplicate labels in {labels}")
 
 
-def _check_vgg(config: dict) -> None:
-    settings = config["tracks"][VGG_TRACK]
-    prefix = f"tracks.{VGG_TRACK}"
+#: Layer names of a VGG: the thesis's, the friendly ones, and torchvision's node-name patterns.
+VGG_LAYER_NAMES = ("pool1", "pool2", "pool3", "pool4", "pool5", "fc6", "fc7", "fc8")
+_VGG_NODE = re.compile(r"(features|classifier)\.\d+|avgpool|flatten|penultimate|logits")
+
+
+def _check_vgg_layers(prefix: str, name: str, source: dict, track_layers: list) -> None:
+    """VGG layer names are known without building the model; other architectures' node names
+    are checked by the first job that builds it (the error lists the valid names)."""
+    if not source["arch"].startswith("vgg"):
+        return
+    layers = source.get("layers") or track_layers
+    unknown = [x for x in layers if x not in VGG_LAYER_NAMES and not _VGG_NODE.fullmatch(x)]
+    if unknown:
+        where = f"{prefix}.sources.{name}.layers" if source.get("layers") else f"{prefix}.layers"
+        raise ConfigError(
+            f"{where}: unknown VGG layer(s) {unknown} for source {name!r}; known: "
+            f"{list(VGG_LAYER_NAMES)}, penultimate, or node names features.<i>, classifier.<i>"
+        )
+
+
+def _check_image_track(config: dict, track_name: str) -> None:
+    from transferability.layers import POLICIES, TESTED_ARCHITECTURES
+
+    settings = config["tracks"][track_name]
+    prefix = f"tracks.{track_name}"
+    for name, target_settings in settings["targets"].items():
+        policy = target_settings.get("policy") or settings.get("policy")
+        if policy and policy not in POLICIES:
+            raise ConfigError(
+                f"{prefix}.targets.{name}.policy: unknown {policy!r}; known: {list(POLICIES)}"
+            )
+    for name, source_settings in settings["sources"].items():
+        _check_vgg_layers(prefix, name, source_settings, settings["layers"])
+        if source_settings["arch"] in TESTED_ARCHITECTURES:
+            continue
+        from transferability.families import ModelError, family_of  # imports torch: rare names
+
+        try:
+            family_of(source_settings["arch"])
+        except ModelError as err:
+            raise ConfigError(f"{prefix}.sources.{name}.arch: {err}") from None
     _check_metrics(prefix, settings["metrics"])
     _check_labels(f"{prefix}.finetune.checkpoints", settings["finetune"]["checkpoints"])
     for name, target_settings in settings["targets"].items():
@@ -330,8 +382,13 @@ def _check_vgg(config: dict) -> None:
             raise ConfigError(
                 f"{key}.pretrain_on: unknown dataset {pretrain_on!r}; known: {list(KNOWN_DATASETS)}"
             )
-        if source_settings["arch"] == "vgg16_features" and source_settings.get("cifar"):
-            raise ConfigError(f"{key}: the CIFAR variant needs a classifier (not vgg16_features)")
+        encoder = source_settings.get("encoder") or source_settings["arch"] == "vgg16_features"
+        if encoder and source_settings.get("cifar"):
+            raise ConfigError(f"{key}: the CIFAR variant needs a classifier (not an encoder)")
+        if source_settings.get("cifar") and not source_settings["arch"].startswith("vgg"):
+            raise ConfigError(
+                f"{key}.cifar: a VGG variant; {source_settings['arch']} takes image_size"
+            )
     if "scratch" in settings["sources"]:
         raise ConfigError(f"{prefix}.sources.scratch: 'scratch' names the from-scratch baseline")
     for name, target_settings in settings["targets"].items():
@@ -346,8 +403,8 @@ def _check_vgg(config: dict) -> None:
 def check(config: dict) -> None:
     """Semantic checks after schema validation; raises :class:`ConfigError` naming the key."""
     for track_name, settings in config["tracks"].items():
-        if track_name == VGG_TRACK:
-            _check_vgg(config)
+        if track_name in IMAGE_TRACKS:
+            _check_image_track(config, track_name)
             continue
         prefix = f"tracks.{track_name}"
         for kind in ("sources", "targets"):

@@ -35,6 +35,15 @@ from torchvision import transforms
 
 from transferability.artifacts import write_csv
 from transferability.data import balanced_subset, load_dataset
+from transferability.target_formats import (
+    FILE_FORMATS,
+    FORMATS,
+    IMAGE_SUFFIXES,
+    list_image_folder,
+    list_target,
+    missing_sources,
+    open_image,
+)
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -46,7 +55,7 @@ __all__ = [
     "ImageFolderSplit",
     "build_transform",
     "extraction_subset",
-    "fashion_mnist_folder",
+    "dataset_folder",
     "list_image_folder",
     "read_split_index",
     "split_index",
@@ -55,7 +64,6 @@ __all__ = [
     "write_split_index",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 INDEX_COLUMNS = ("path", "label", "class", "split")
 SPLITS = ("train", "test")
 TRANSFORM_EXTRAS = ("malaria",)
@@ -78,77 +86,6 @@ _MAX_NAMED = 5
 
 
 # --------------------------------------------------------------------------- listing and splits
-
-
-def _is_image(name: str) -> bool:
-    # Case-insensitive like torchvision, so that ``.JPG`` from cameras counts.
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def list_image_folder(root: str | os.PathLike) -> tuple[list[str], np.ndarray, list[str]]:
-    """List an image folder: one immediate sub-folder per class.
-
-    Files are found recursively inside each class folder (symbolic links followed, as in
-    torchvision's ``ImageFolder``); a file counts as an image by its suffix
-    (:data:`IMAGE_SUFFIXES`, case-insensitive). Hidden files and folders (name starting with
-    ``.``) are ignored, and so are files directly in ``root``. The files are not opened.
-
-    Parameters
-    ----------
-    root : path-like
-
-    Returns
-    -------
-    paths : list of str
-        POSIX paths relative to ``root`` (``<class>/.../<file>``), sorted by class, then by the
-        path as a plain string.
-    labels : np.ndarray
-        int64, the position of each file's class in ``classes``.
-    classes : list of str
-        Class folder names, sorted.
-
-    Raises
-    ------
-    FileNotFoundError, NotADirectoryError
-        ``root`` does not exist or is not a directory.
-    ValueError
-        ``root`` has no class folders, a class folder holds no images, or a class holds a
-        single image (it could not be split into train and test).
-    """
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"image folder {root} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"image folder {root} is not a directory")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise ValueError(f"image folder {root} has no class folders; expected one per class")
-    paths: list[str] = []
-    labels: list[int] = []
-    empty, single = [], []
-    for label, name in enumerate(classes):
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
-            found.extend(str(rel / f) for f in filenames if _is_image(f))
-        if len(found) == 0:
-            empty.append(name)
-        elif len(found) == 1:
-            single.append(f"{name} ({found[0]})")
-        paths.extend(sorted(found))
-        labels.extend([label] * len(found))
-    if empty:
-        raise ValueError(
-            f"image folder {root}: class folder(s) {', '.join(map(repr, empty))} hold no images "
-            f"(suffixes {', '.join(IMAGE_SUFFIXES)})"
-        )
-    if single:
-        raise ValueError(
-            f"image folder {root}: class(es) {', '.join(single)} hold a single image; every "
-            "class needs at least 2 to be split into train and test"
-        )
-    return paths, np.asarray(labels, dtype=np.int64), classes
 
 
 def stratified_split(
@@ -206,17 +143,27 @@ def stratified_split(
 
 
 def split_index(
-    root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0
+    root: str | os.PathLike,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    format: str = "imagefolder",
+    allow_download: bool = False,
 ) -> pd.DataFrame:
-    """The split index of an image folder: :func:`list_image_folder` + :func:`stratified_split`.
+    """The split index of a target: its listing + :func:`stratified_split`.
+
+    The listing is :func:`transferability.target_formats.list_target` (for the default
+    ``format="imagefolder"``, :func:`list_image_folder`); ``allow_download`` is passed on.
 
     Returns
     -------
     pd.DataFrame
-        Columns ``path`` (POSIX, relative to ``root``), ``label`` (int64), ``class``, ``split``
-        (``"train"``/``"test"``); rows in listing order. Deterministic for a folder and seed.
+        Columns ``path`` (POSIX, relative to ``root``, or a CIFAR id ``<batch file>#<row>``),
+        ``label`` (int64), ``class``, ``split`` (``"train"``/``"test"``); rows in listing order.
+        Deterministic for a target and seed.
     """
-    paths, labels, classes = list_image_folder(root)
+
+    paths, labels, classes = list_target(root, format, allow_download=allow_download)
     _, test = stratified_split(labels, test_fraction=test_fraction, seed=seed)
     split = np.full(len(paths), "train", dtype=object)
     split[test] = "test"
@@ -236,30 +183,45 @@ def write_split_index(
     *,
     test_fraction: float = 0.2,
     seed: int = 0,
+    format: str = "imagefolder",
+    allow_download: bool = False,
 ) -> pd.DataFrame:
     """Write :func:`split_index` to ``out_csv`` atomically and return it."""
-    frame = split_index(root, test_fraction=test_fraction, seed=seed)
+    frame = split_index(
+        root,
+        test_fraction=test_fraction,
+        seed=seed,
+        format=format,
+        allow_download=allow_download,
+    )
     write_csv(frame, out_csv)
     return frame
 
 
 def read_split_index(
-    csv_path: str | os.PathLike, root: str | os.PathLike | None = None
+    csv_path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    format: str = "imagefolder",
 ) -> pd.DataFrame:
     """Read and check a split index written by :func:`write_split_index`.
 
     Every column is read as text (a class called ``NA`` stays a name); ``label`` becomes
     int64. Checked: the columns :data:`INDEX_COLUMNS`, integer labels, one label per class
     and vice versa, splits ``train``/``test``, unique relative paths that stay inside the root
-    and, if ``root`` is given, that every file exists (the files are not opened).
+    and, if ``root`` is given, that every file exists (the files are not opened): for the
+    CIFAR formats (see :mod:`transferability.target_formats`) the batch files the ids name.
 
     Raises
     ------
     FileNotFoundError
         ``csv_path`` is missing, or (with ``root``) files are; the first ones are named.
     ValueError
-        The file is not a valid split index; the message names it and the problem.
+        The file is not a valid split index, or ``format`` is unknown; the message names the
+        problem.
     """
+
+    if format not in FORMATS:
+        raise ValueError(f"unknown target format {format!r}; known: {', '.join(FORMATS)}")
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"split index {csv_path} does not exist")
@@ -301,7 +263,15 @@ def read_split_index(
         )
     if root is not None:
         root = Path(root)
-        absent = [p for p in frame["path"] if not (root / p).is_file()]
+        try:
+            absent = missing_sources(root, frame["path"], format)
+        except ValueError as err:  # a malformed CIFAR id
+            raise ValueError(f"split index {csv_path}: {err}") from None
+        if absent and format not in FILE_FORMATS:
+            raise FileNotFoundError(
+                f"split index {csv_path}: {format} batch file(s) missing under {root}: "
+                f"{', '.join(absent)}"
+            )
         if absent:
             raise FileNotFoundError(
                 f"split index {csv_path}: {len(absent)} of {len(frame)} files missing under "
@@ -457,7 +427,8 @@ def build_transform(
 class ImageFolderSplit(torch.utils.data.Dataset):
     """The samples of a split index (rows already filtered) as ``(transform(image), label)``.
 
-    Images are opened with PIL and converted to RGB when a sample is loaded; a missing file
+    Images are loaded with :func:`transferability.target_formats.open_image` (for the default
+    format: opened with PIL) and converted to RGB when a sample is loaded; a missing file
     raises ``FileNotFoundError``, an unreadable or corrupt one ``ValueError``, both naming it.
 
     Parameters
@@ -468,6 +439,8 @@ class ImageFolderSplit(torch.utils.data.Dataset):
         With columns ``path`` and ``label``; its rows are the samples, in order.
     transform : callable, optional
         Applied to the PIL image (e.g. :func:`build_transform`); ``None`` returns the image.
+    format : str
+        The target's layout, one of :data:`transferability.target_formats.FORMATS`.
     """
 
     def __init__(
@@ -475,11 +448,16 @@ class ImageFolderSplit(torch.utils.data.Dataset):
         root: str | os.PathLike,
         index: pd.DataFrame,
         transform: Callable[[Image.Image], Any] | None,
+        format: str = "imagefolder",
     ) -> None:
+
+        if format not in FORMATS:
+            raise ValueError(f"unknown target format {format!r}; known: {', '.join(FORMATS)}")
         missing = [c for c in ("path", "label") if c not in index.columns]
         if missing:
             raise ValueError(f"index lacks column(s) {', '.join(missing)}")
         self.root = Path(root)
+        self.format = format
         self.paths: list[str] = [str(p) for p in index["path"]]
         self.labels: np.ndarray = index["label"].to_numpy(dtype=np.int64)
         self.transform = transform
@@ -488,14 +466,10 @@ class ImageFolderSplit(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        path = self.root / self.paths[i]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")  # also forces the lazy decoding
-        except FileNotFoundError:
-            raise
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+        # Imported per call (a dict look-up) rather than kept on self: modules do not pickle,
+        # and DataLoader workers receive the dataset pickled.
+
+        image = open_image(self.root, self.paths[i], self.format)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[i])
@@ -616,7 +590,7 @@ def _check_free(out_root: Path) -> None:
         )
 
 
-def fashion_mnist_folder(
+def dataset_folder(
     dataset_npz: str | os.PathLike,
     out_root: str | os.PathLike,
     *,
@@ -625,17 +599,18 @@ def fashion_mnist_folder(
     seed: int = 0,
     classes: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """A small image-folder target made from the converted FashionMNIST (for tests and demos).
+    """A small image-folder target made from a converted dataset (``make data``): FashionMNIST
+    (folders named by :data:`FASHION_MNIST_CLASSES`), MNIST or a derived set (folders named by
+    the label, e.g. ``3``).
 
     ``per_class`` images of each class are drawn from the *train* split with
     :func:`transferability.data.balanced_subset` (``np.random.default_rng(seed)``, classes in
-    increasing order) and written with :func:`write_png_folder` into folders named by
-    :data:`FASHION_MNIST_CLASSES`.
+    increasing order) and written with :func:`write_png_folder`.
 
     Parameters
     ----------
     dataset_npz : path-like
-        FashionMNIST as written by ``transferability.data`` (``make data``).
+        A dataset as written by ``transferability.data``.
     out_root : path-like
         See :func:`write_png_folder`.
     per_class : int
@@ -643,20 +618,20 @@ def fashion_mnist_folder(
         Side of the written images (bilinear); ``None`` keeps 28.
     seed : int
     classes : sequence of int, optional
-        FashionMNIST class ids to include (order irrelevant); default all ten.
+        Class ids to include (order irrelevant); default all.
 
     Returns
     -------
     pd.DataFrame
         As :func:`write_png_folder`, with ``source_index`` the row in the train split and
-        ``source_label`` the FashionMNIST class id.
+        ``source_label`` the dataset's class id.
     """
     ds = load_dataset(dataset_npz)
-    if ds.num_classes != len(FASHION_MNIST_CLASSES):
-        raise ValueError(
-            f"{dataset_npz} holds {ds.num_classes} classes ({ds.name!r}); expected FashionMNIST "
-            f"with {len(FASHION_MNIST_CLASSES)}"
-        )
+    names = (
+        FASHION_MNIST_CLASSES
+        if ds.name == "fashion_mnist"
+        else tuple(str(c) for c in range(ds.num_classes))
+    )
     ids = np.arange(ds.num_classes) if classes is None else np.asarray(sorted(classes))
     if len(ids) == 0 or len(set(ids.tolist())) != len(ids):
         raise ValueError(f"classes must be non-empty and unique, got {classes}")
@@ -668,7 +643,7 @@ def fashion_mnist_folder(
         out_root,
         ds.train_x[chosen],
         np.searchsorted(ids, ds.train_y[chosen]),
-        [FASHION_MNIST_CLASSES[c] for c in ids],
+        [names[c] for c in ids],
         size=size,
     )
     frame["source_index"] = chosen[frame["source_index"].to_numpy()]

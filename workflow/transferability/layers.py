@@ -5,3 +5,14 @@ CNN_LAYERS: tuple[str, ...] = ("input", "conv1", "pool1", "conv2", "pool2", "fc1
 
 #: Parameters kept when a pre-trained CNN is fine-tuned (the fc layers are re-initialised).
 CNN_TRANSFERRED_PREFIXES: tuple[str, ...] = ("conv1.", "conv2.")
+
+#: Fine-tuning policies (:mod:`transferability.families.policies` defines them).
+POLICIES: tuple[str, ...] = ("thesis_cnn", "last_conv", "linear_probe", "full")
+
+#: Architectures the test suite builds one by one (any torchvision classification name works;
+#: this list lets a configuration be checked without importing torch).
+TESTED_ARCHITECTURES: tuple[str, ...] = (
+    "thesis_cnn", "resnet18", "resnet50", "densenet121", "mobilenet_v2", "mobilenet_v3_small",
+    "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "vit_b_16", "vgg16", "vgg16_bn",
+    "vgg19", "vgg_tiny", "vgg16_features",
+)  # fmt: skip

@@ -8,14 +8,14 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from transferability import __version__
-from transferability.artifacts import read_activations, read_attrs, write_activations, write_csv
+from transferability.artifacts import read_activations, read_attrs, write_csv
 from transferability.data import ImageDataset, balanced_subset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def pretrain(
     trainer with R = 1, which is the faster path on CPU too (benchmarks/train_throughput.py).
     """
     from transferability.artifacts import save_checkpoint
-    from transferability.models import build_cnn
+    from transferability.families import ModelSpec, build_model
     from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
     from transferability.training import configure_torch, derive_seed
@@ -96,6 +96,7 @@ def pretrain(
     batch_size = int(protocol["batch_size"])
     lr = float(protocol["lr"])
     checkpoints = resolve_checkpoints(list(checkpoint_paths), len(train), batch_size)
+    spec = ModelSpec("thesis_cnn", dataset.num_classes)
     rows = []
 
     def on_checkpoint(_run, record, state):
@@ -105,7 +106,7 @@ def pretrain(
         rows.append(row)
         meta = {
             **row,
-            "num_classes": dataset.num_classes,
+            **spec.meta(),
             "batch_size": batch_size,
             "lr": lr,
             "device": on.type,
@@ -115,7 +116,7 @@ def pretrain(
         save_checkpoint(checkpoint_paths[record.checkpoint.label], state, meta)
 
     train_runs(
-        [build_cnn(dataset.num_classes, seed)],
+        [build_model(spec, seed)],
         train,
         checkpoints,
         batch_size=batch_size,
@@ -141,6 +142,61 @@ def target_subset(
     return table
 
 
+def record_layers(
+    model,
+    batches: Iterable,
+    outputs: Mapping[str, str | Path],
+    *,
+    labels: np.ndarray,
+    sample_index: np.ndarray,
+    attrs: Mapping[str, object],
+    compression: str | None = "lzf",
+) -> int:
+    """Feed ``batches`` (input tensors, in sample order) through ``model`` and write each layer
+    of ``outputs`` (layer → activation file; ``"logits"``: the source head's output, stored
+    uncompressed) row block by row block: a layer never has to fit in memory for all samples.
+    One forward pass per batch, stopping after the last requested layer. Returns the rows.
+
+    Any model of :mod:`transferability.families` works; an encoder without head has no logits.
+    """
+    import contextlib
+
+    import torch
+
+    from transferability.artifacts import activation_writer
+    from transferability.families import forward_layers, head_layer
+
+    head = head_layer(model)
+    if "logits" in outputs and head is None:
+        raise ValueError(f"{attrs.get('model', 'the model')} has no classifier: no logits to write")
+    node = {name: head if name == "logits" else name for name in outputs}
+    wanted = list(dict.fromkeys(node.values()))
+    device = next(model.parameters()).device
+    with contextlib.ExitStack() as stack, torch.inference_mode():
+        sinks: dict[str, object] = {}
+        row = 0
+        for x in batches:
+            values = forward_layers(model, x.to(device), wanted)
+            if not sinks:
+                for name, path in outputs.items():
+                    sinks[name] = stack.enter_context(
+                        activation_writer(
+                            path,
+                            len(labels),
+                            tuple(values[node[name]].shape[1:]),
+                            labels,
+                            sample_index,
+                            {**attrs, "layer": name},
+                            compression=None if name == "logits" else compression,
+                        )
+                    )
+            n = x.shape[0]
+            for name, sink in sinks.items():
+                sink[row : row + n] = values[node[name]].reshape(n, -1).float().cpu().numpy()
+            row += n
+    return row
+
+
 def extract(
     checkpoint_paths: Mapping[str, str | Path],
     dataset_path: str | Path,
@@ -154,10 +210,7 @@ def extract(
 ) -> None:
     """Feed the target subset through every checkpoint and store each layer's activations
     (``activation_paths[(step, layer)]``) and the source head's logits (``logits_paths[step]``)."""
-    import torch
-
-    from transferability.artifacts import load_checkpoint
-    from transferability.models import ThesisCNN
+    from transferability.families import model_from_checkpoint
     from transferability.training import configure_torch, to_input
 
     configure_torch(threads, "cpu")  # a forward pass over ≤ a few thousand images
@@ -168,12 +221,7 @@ def extract(
     x = to_input(dataset.test_x[index])
     layers = tuple(dict.fromkeys(layer for _, layer in activation_paths))
     for step, checkpoint_path in checkpoint_paths.items():
-        state, meta = load_checkpoint(checkpoint_path)
-        model = ThesisCNN(int(meta["num_classes"]))
-        model.load_state_dict(state)
-        model.eval()
-        with torch.inference_mode():
-            outputs = model.forward_layers(x, tuple(set(layers) | {"fc2"}))
+        model, meta = model_from_checkpoint(checkpoint_path)
         attrs = {
             "model": str(checkpoint_path),
             "source": meta["source"],
@@ -185,23 +233,12 @@ def extract(
             "protocol": meta.get("protocol", ""),
             "extraction": json.dumps({"subset": str(subset_csv), "compression": compression}),
         }
-        for layer in layers:
-            write_activations(
-                activation_paths[(step, layer)],
-                outputs[layer].numpy(),
-                labels,
-                index,
-                {**attrs, "layer": layer},
-                compression=compression,
-            )
-        write_activations(
-            logits_paths[step],
-            outputs["fc2"].numpy(),
-            labels,
-            index,
-            {**attrs, "layer": "logits"},
-            compression=None,
-        )
+        outputs = {layer: activation_paths[(step, layer)] for layer in layers}
+        outputs["logits"] = logits_paths[step]
+        record_layers(
+            model, [x], outputs, labels=labels, sample_index=index, attrs=attrs,
+            compression=compression,
+        )  # fmt: skip
         log.info(
             "extracted %s step %s: %d samples, layers %s", meta["source"], step, len(index), layers
         )
@@ -296,19 +333,21 @@ def finetune(
     threads: int = 1,
     device: str = "auto",
     runs_together: Mapping[str, int] | None = None,
+    policy: str = "thesis_cnn",
 ) -> None:
-    """Fine-tune every pre-training checkpoint on the target (conv layers transferred, fc
-    re-initialised, all weights trained) and write one accuracy curve per checkpoint.
+    """Fine-tune every pre-training checkpoint on the target under ``policy`` (default the
+    thesis's: conv layers transferred, fc re-initialised, all weights trained) and write one
+    accuracy curve per checkpoint.
 
     Head initialisation and batch order depend only on (seed, target), so every source and
     checkpoint of a seed is fine-tuned from the same head with the same data order: differences
     between curves come from the transferred weights alone. The checkpoints are therefore
     trained together (multi-run trainer, one shared batch), ``runs_together[device]`` at a time.
     """
-    from transferability.artifacts import load_checkpoint
+    from transferability.families import finetune_model, model_from_checkpoint
     from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
-    from transferability.training import configure_torch, derive_seed, transfer_cnn
+    from transferability.training import configure_torch, derive_seed
 
     on = configure_torch(threads, device)
     group = int({**RUNS_TOGETHER, **(runs_together or {})}[on.type])
@@ -323,8 +362,10 @@ def finetune(
         chunk = steps[first : first + group]
         models, sources = [], []
         for step in chunk:
-            state, meta = load_checkpoint(checkpoint_paths[step])
-            models.append(transfer_cnn(state, dataset.num_classes, head_seed))
+            source_model, meta = model_from_checkpoint(checkpoint_paths[step])
+            models.append(
+                finetune_model(source_model, dataset.num_classes, policy, head_seed=head_seed)
+            )
             sources.append(meta["source"])
         rows: list[list[dict]] = [[] for _ in chunk]
 
@@ -440,7 +481,7 @@ def build_tables(
     parts = [per_model, aggregate_metrics(per_model, aggregates)]
     directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
     if quanta_scores is not None:
-        from transferability.studies import QUANTA_HIGHER_IS_BETTER, quanta_metric_rows
+        from transferability.quanta import QUANTA_HIGHER_IS_BETTER, quanta_metric_rows
 
         parts.append(quanta_metric_rows(pd.read_csv(quanta_scores), quanta_lambda_init))
         directions["quanta"] = QUANTA_HIGHER_IS_BETTER

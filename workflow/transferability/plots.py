@@ -1,18 +1,16 @@
 """Figures drawn from the tidy tables only (never from raw activations), PNG + PDF.
 
 Each figure function takes the tables by name (``pretrain``, ``metrics``, ``finetune``,
-``logauc``, ``correlations``) and returns a figure; :func:`draw_figure` sets the seaborn theme
-and saves it. ``FIGURES`` maps each figure name to its function, ``FIGURE_TABLES`` to the
-tables it reads. Fine-tuning progress is drawn on a log axis with checkpoint 0 moved to the
-log-AUC convention's place (:func:`log_position`).
+``logauc``, ``correlations``) and returns a figure; :func:`transferability.figures.draw_figure`
+sets the seaborn theme and saves it. ``FIGURES`` maps each figure name to its function,
+``FIGURE_TABLES`` to the tables it reads. Fine-tuning progress is drawn on a log axis with
+checkpoint 0 moved to the log-AUC convention's place (:func:`log_position`).
 """
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -27,7 +25,6 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from transferability.analysis import ZERO_OFFSET, fisher_interval  # noqa: E402
-from transferability.artifacts import atomic_path  # noqa: E402
 from transferability.schedule import sort_labels  # noqa: E402
 
 #: Network order of every recorded layer name of both tracks: the thesis CNN (input, conv1,
@@ -726,21 +723,3 @@ FIGURE_TABLES: dict[str, tuple[str, ...]] = {
     "correlations_finetune_step": ("correlations",),
     "metric_vs_logauc": ("metrics", "logauc", "correlations"),
 }
-
-
-def draw_figure(
-    name: str, table_paths: Mapping[str, str | os.PathLike], *outputs: str | Path
-) -> None:
-    """Draw figure ``name`` from CSV tables and save it to each output (format from suffix)."""
-    from transferability.plots_studies import STUDY_FIGURES
-
-    draw = {**FIGURES, **{key: fn for key, (fn, _) in STUDY_FIGURES.items()}}
-    if name not in draw:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(draw)}")
-    tables = {key: pd.read_csv(path) for key, path in table_paths.items()}
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig = draw[name](tables)
-    for out in outputs:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(out).suffix[1:])
-    plt.close(fig)

@@ -2,7 +2,7 @@
 tables only (never from raw data).
 
 Each function takes the tables by name and returns a figure; the caller sets the seaborn theme
-and saves it (as ``transferability.plots.draw_figure`` does). ``STUDY_FIGURES`` maps each
+and saves it (as ``transferability.figures.draw_figure`` does). ``STUDY_FIGURES`` maps each
 figure name to its function and the names of the tables it reads.
 """
 

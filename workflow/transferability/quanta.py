@@ -304,3 +304,27 @@ def quanta_score(history: pd.DataFrame, last_epochs: int = 10) -> float:
     if trained.empty:
         raise ValueError("history has no epoch after epoch 0: nothing to score")
     return float(np.mean(trained["lambda_s"].to_numpy(dtype=np.float64)[-last_epochs:]))
+
+
+#: QUANTA's direction as a transferability metric: a larger λ_S means the target model kept
+#: relying on the source's layer (seed 001 §3-4: λ_S measures the layer's transferability).
+QUANTA_HIGHER_IS_BETTER = True
+
+
+def quanta_metric_rows(scores: pd.DataFrame, lambda_init: float) -> pd.DataFrame:
+    """The scores of one λ init as rows of the metrics table (metric ``quanta``), so that QUANTA
+    enters the correlation tables like any other metric."""
+    chosen = scores[np.isclose(scores["lambda_init"], lambda_init)]
+    return pd.DataFrame(
+        {
+            "track": chosen["track"],
+            "target": chosen["target"],
+            "source": chosen["source"],
+            "seed": chosen["seed"],
+            "step": chosen["pretrain_step"],
+            "layer": chosen["layer"],
+            "metric": "quanta",
+            "value": chosen["score"],
+            "note": "",
+        }
+    ).reset_index(drop=True)

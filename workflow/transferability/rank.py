@@ -61,9 +61,6 @@ CNN_INPUT_SIZE = 28
 CNN_BATCH = 1000
 VGG_BATCH = 16
 _NO_HEAD_NOTE = "undefined: the source model has no classifier head (no logits)"  # as metric_table
-_CNN_KEYS = {
-    f"{layer}.{p}" for layer in ("conv1", "conv2", "fc1", "fc2") for p in ("weight", "bias")
-}
 
 
 class RankError(ValueError):
@@ -200,33 +197,41 @@ def load_target(
 
 @dataclass(eq=False)
 class Candidate:
-    """A loaded candidate model: ``kind`` is ``"cnn"`` (thesis CNN) or ``"vgg"``."""
+    """A loaded candidate model (any family of :mod:`transferability.families`)."""
 
     label: str
     path: Path
-    kind: str
-    model: Any  # torch.nn.Module
+    model: Any  # torch.nn.Module with .spec
     meta: dict = field(default_factory=dict)
+    weights: str | None = None  # a torchvision weight name: its own input transform
+
+    @property
+    def kind(self) -> str:
+        """``"cnn"`` (the thesis CNN: 28 × 28 grey inputs) or ``"image"`` (RGB transforms)."""
+        return "cnn" if self.model.spec.arch == "thesis_cnn" else "image"
 
     @property
     def layers(self) -> tuple[str, ...]:
-        from transferability.layers import CNN_LAYERS
+        from transferability.families import layer_names
 
-        return CNN_LAYERS if self.kind == "cnn" else tuple(self.model.layer_names)
+        return layer_names(self.model)
 
     @property
     def head_layer(self) -> str | None:
         """The layer whose outputs are the source head's logits (None: no head)."""
-        if self.kind == "cnn":
-            return "fc2"
-        return "fc8" if "fc8" in self.layers else None
+        from transferability.families import head_layer
+
+        return head_layer(self.model)
 
 
 def default_layer(candidate: Candidate) -> str:
-    """``fc1`` for the CNN, ``fc7`` for a VGG with classifier, ``pool5`` for an encoder."""
+    """``fc1`` for the thesis CNN, ``fc7`` for a VGG with classifier, ``pool5`` for a VGG
+    encoder, else ``penultimate`` (the pooled features the peers rank with)."""
     if candidate.kind == "cnn":
         return "fc1"
-    return "fc7" if "fc7" in candidate.layers else "pool5"
+    if candidate.model.spec.arch.startswith("vgg"):
+        return "fc7" if "fc7" in candidate.layers else "pool5"
+    return "penultimate"
 
 
 def _read_error(path: Path, err: Exception) -> RankError:
@@ -245,20 +250,42 @@ def _read_error(path: Path, err: Exception) -> RankError:
     )
 
 
-def load_candidate(path: str | os.PathLike, name: str | None = None) -> Candidate:
-    """Load a checkpoint written by the workflow and rebuild its model (eval mode, CPU).
+def load_candidate(
+    path: str | os.PathLike,
+    name: str | None = None,
+    *,
+    arch: str | None = None,
+    image_size: int | None = None,
+    allow_download: bool = False,
+) -> Candidate:
+    """Load a model and rebuild it (eval mode, CPU).
 
-    CNN checkpoints (``results/<track>/checkpoints/<source>/seed<k>/step<label>.pt``): meta with
-    ``num_classes``, state keys ``conv1/conv2/fc1/fc2.{weight,bias}``. VGG checkpoints
-    (``results/vgg/checkpoints/<source>/seed<k>/final.pt``): meta with ``arch``, ``cifar``,
-    ``num_classes`` (:func:`transferability.pipeline_vgg.load_source`). The label is ``name``, or
-    ``"<source> seed<seed> step<step>"`` from the meta (else the file name).
+    Without ``arch``: a checkpoint written by the workflow (``{'state_dict', 'meta'}``; the meta
+    names the architecture, thesis CNN checkpoints have ``num_classes`` only). With ``arch``: a
+    plain weight file (a state dict, e.g. saved from a torchvision model) or a torchvision
+    weight name (``ResNet18_Weights.IMAGENET1K_V1``, read from the local torch hub cache) of
+    that architecture. The label is ``name``, or ``"<source> seed<seed> step<step>"`` from the
+    meta (else the file name).
 
     Raises :class:`RankError` naming the file when it is missing, truncated, holds pickled
-    code, or its contents fit neither layout.
+    code, or does not fit its architecture (every mismatching key and shape listed).
     """
     from transferability.artifacts import load_checkpoint
+    from transferability.families import ModelError, ModelSpec, family_of, load_model
 
+    if arch is not None:
+        try:
+            model = load_model(
+                ModelSpec.create(arch, image_size=image_size),
+                str(path),
+                allow_download=allow_download,
+            )
+        except FileNotFoundError as err:
+            raise RankError(str(err)) from err
+        except ModelError as err:
+            raise RankError(f"model {path} (--arch {arch}): {err}") from err
+        weights = str(path)
+        return Candidate(name or Path(weights).name, Path(weights), model.eval(), {}, weights)
     path = Path(path)
     if not path.is_file():
         raise RankError(f"model file {path} does not exist")
@@ -268,52 +295,29 @@ def load_candidate(path: str | os.PathLike, name: str | None = None) -> Candidat
         if "not a transferability checkpoint" in str(err):
             raise RankError(
                 f"model file {path} is not a checkpoint of this workflow (expected a dict with "
-                "'state_dict' and 'meta'); for a VGG weight file, add it as a source of the vgg "
-                "track and use the checkpoint the workflow writes for it"
+                "'state_dict' and 'meta'); for a plain weight file, give its architecture "
+                "(--arch resnet18)"
             ) from err
         raise _read_error(path, err) from err
     if not isinstance(state, Mapping) or not isinstance(meta, Mapping):
         raise RankError(f"model file {path}: 'state_dict' and 'meta' must be dicts")
     meta = dict(meta)
-    if "arch" in meta:
-        kind = "vgg"
-        from transferability.vgg import build_vgg
-
-        try:
-            classes = meta.get("num_classes")
-            model = build_vgg(
-                str(meta["arch"]),
-                None if classes is None else int(classes),
-                cifar=bool(meta.get("cifar", False)),
-            )
-            model.load_state_dict(state)
-        except (ValueError, RuntimeError, TypeError) as err:
-            raise RankError(
-                f"model file {path}: the weights do not fit its VGG meta "
-                f"(arch {meta.get('arch')!r}, cifar {meta.get('cifar')}, "
-                f"num_classes {meta.get('num_classes')}): {_first_line(err)}"
-            ) from err
-    elif _CNN_KEYS <= set(state) and "num_classes" in meta:
-        kind = "cnn"
-        from transferability.models import ThesisCNN
-
-        try:
-            model = ThesisCNN(int(meta["num_classes"]))
-            model.load_state_dict(state)
-        except (ValueError, RuntimeError, TypeError) as err:
-            raise RankError(
-                f"model file {path}: the weights do not fit the thesis CNN with "
-                f"{meta['num_classes']} classes: {_first_line(err)}"
-            ) from err
-    else:
+    if "arch" not in meta and not ({"conv1.weight", "fc2.weight"} <= set(state)):
         keys = ", ".join(sorted(state)[:6]) + (", ..." if len(state) > 6 else "")
         raise RankError(
             f"model file {path}: unknown layout (state keys [{keys}]"
-            f"; meta keys {sorted(meta)}); expected a CNN checkpoint (conv1/conv2/fc1/fc2 and meta "
-            "num_classes) or a VGG checkpoint (meta arch, cifar, num_classes)"
+            f"; meta keys {sorted(meta)}); expected a checkpoint whose meta names its 'arch' "
+            "or a thesis CNN checkpoint (conv1/conv2/fc1/fc2 and meta num_classes)"
         )
+    try:
+        spec = ModelSpec.from_meta(meta)
+        family = family_of(spec)
+        model = family.build(spec, 0)
+        family.load_state(model, state, f"model file {path}")
+    except (ModelError, ValueError, TypeError) as err:
+        raise RankError(f"model file {path}: the weights do not fit its meta: {err}") from err
     model.eval()
-    return Candidate(name or _meta_label(meta, path), path, kind, model, meta)
+    return Candidate(name or _meta_label(meta, path), path, model, meta)
 
 
 def _first_line(err: Exception) -> str:
@@ -376,7 +380,7 @@ def config_checkpoints(
     """
     import yaml
 
-    from transferability.config import VGG_TRACK
+    from transferability.config import IMAGE_TRACKS
     from transferability.schedule import sort_labels
 
     config_path = Path(config_path)
@@ -421,10 +425,12 @@ def config_checkpoints(
         raise RankError(
             f"config {config_path}: --run-seed {run_seed} not in tracks.{track}.seeds {seeds}"
         )
-    vgg = track == VGG_TRACK
+    vgg = track in IMAGE_TRACKS
     if vgg:
         if step not in (None, "final"):
-            raise RankError(f"the vgg track has one checkpoint per source ('final'), not {step!r}")
+            raise RankError(
+                f"the {track} track has one checkpoint per source ('final'), not {step!r}"
+            )
         step = "final"
     else:
         labels = sort_labels(list((settings.get("pretrain") or {}).get("checkpoints") or []))
@@ -507,21 +513,24 @@ class _ArrayImages:
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _vgg_transform_sizes(
-    candidate: Candidate, resize: int | None, crop: int | None
-) -> tuple[int, int]:
-    from transferability.vgg import input_size
+def _transform_sizes(candidate: Candidate, resize: int | None, crop: int | None) -> tuple[int, int]:
+    """Resize and crop for an RGB model: the given ones, else the model's own
+    (:func:`transferability.families.input_spec`: a weight name's transform, ``image_size``,
+    32 for CIFAR VGGs, else 256 → 224)."""
+    from transferability.families import input_spec
 
-    size = input_size(candidate.model)
-    crop = crop or size
-    resize = resize or (256 if size == 224 and crop == 224 else crop)
-    if candidate.model.cifar and crop != size:
+    spec = candidate.model.spec
+    own = input_spec(spec, candidate.weights)
+    crop = crop or own.crop
+    resize = resize or (own.resize if crop == own.crop else crop)
+    fixed = spec.cifar or spec.arch == "vgg_tiny" or spec.arch.startswith("vit_")
+    if fixed and crop != own.crop:
         raise RankError(
-            f"model {candidate.label} ({candidate.path}) is CIFAR-style and takes {size}x{size} "
-            f"inputs, but the crop is {crop} (--crop, or the config's vgg transforms)"
+            f"model {candidate.label} ({candidate.path}) takes {own.crop}x{own.crop} inputs, "
+            f"but the crop is {crop} (--crop, or the config's transforms)"
         )
-    if crop < 32 or resize < crop:
-        raise RankError(f"need --resize >= --crop >= 32, got resize {resize}, crop {crop}")
+    if crop < 16 or resize < crop:
+        raise RankError(f"need --resize >= --crop >= 16, got resize {resize}, crop {crop}")
     return resize, crop
 
 
@@ -553,6 +562,8 @@ def extract(
     """
     import torch
 
+    from transferability.families import forward_layers
+
     _check_layer(candidate, layer)
     head = candidate.head_layer
     wanted = tuple(dict.fromkeys([layer] + ([head] if head else [])))
@@ -569,7 +580,7 @@ def extract(
         else:
             from transferability.imagefolder import ImageFolderSplit, build_transform
 
-            size, side = _vgg_transform_sizes(candidate, resize, crop)
+            size, side = _transform_sizes(candidate, resize, crop)
             transform = build_transform(False, resize=size, crop=side)
             if target.images is not None:
                 dataset = _ArrayImages(target.images, target.labels, transform)
@@ -579,7 +590,7 @@ def extract(
             loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size or VGG_BATCH)
             batches = (x for x, _ in _named_errors(loader))
         for x in batches:
-            values = model.forward_layers(x.to(on), wanted)
+            values = forward_layers(model, x.to(on), wanted)
             for name in wanted:
                 outs[name].append(values[name].float().cpu().numpy())
     activations = np.concatenate(outs[layer]).astype(np.float32, copy=False)

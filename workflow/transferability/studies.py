@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "layer_transfer_table",
-    "quanta_metric_rows",
     "quanta_tables",
     "random_task_references",
     "random_tasks",
@@ -44,9 +43,6 @@ __all__ = [
 
 #: Columns of one QUANTA run's history file (identity, then transferability.quanta's history).
 QUANTA_ID = ("target", "source", "seed", "pretrain_step", "layer", "lambda_init", "run")
-#: QUANTA's direction as a transferability metric: a larger λ_S means the target model kept
-#: relying on the source's layer (seed 001 §3-4: λ_S measures the layer's transferability).
-QUANTA_HIGHER_IS_BETTER = True
 #: Ground truths of the random-task study and the measures that hold them.
 GROUND_TRUTHS = {"head": "head_accuracy", "finetune": "finetune_accuracy"}
 #: The same as macro F1, recorded for imbalanced tasks, whose family uses them as its ground
@@ -228,25 +224,6 @@ def quanta_tables(
             }
         )
     return histories, pd.DataFrame(rows, columns=[*keys, "runs", "score", "score_std"])
-
-
-def quanta_metric_rows(scores: pd.DataFrame, lambda_init: float) -> pd.DataFrame:
-    """The scores of one λ init as rows of the metrics table (metric ``quanta``), so that QUANTA
-    enters the correlation tables like any other metric."""
-    chosen = scores[np.isclose(scores["lambda_init"], lambda_init)]
-    return pd.DataFrame(
-        {
-            "track": chosen["track"],
-            "target": chosen["target"],
-            "source": chosen["source"],
-            "seed": chosen["seed"],
-            "step": chosen["pretrain_step"],
-            "layer": chosen["layer"],
-            "metric": "quanta",
-            "value": chosen["score"],
-            "note": "",
-        }
-    ).reset_index(drop=True)
 
 
 # --- layer transfer -------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class LayerStats:
 
     ``duplicate_of[i]`` is the first row byte-identical to row ``i`` (``i`` itself if none).
     ``sample_stats`` holds per-image featuremap statistics (see
-    :func:`transferability.metrics.featuremap.sample_stats`) when they were gathered;
+    :func:`transferability.metrics.per_image.sample_stats`) when they were gathered;
     ``row_logsumexp`` the per-sample ``log Σ_j exp(x_ij)`` over the raw features when gathered.
     ``strips()`` reads the activations again as float64 column strips (all rows, in column order,
     the widths of the first pass; memory O(n·strip)), or is ``None`` where they cannot be re-read.
@@ -223,7 +223,7 @@ class _Accumulator:
 
 
 def _sample_stats_of_blocks(blocks, layer_shape) -> dict[str, np.ndarray]:
-    from transferability.metrics.featuremap import sample_stats
+    from transferability.metrics.per_image import sample_stats
 
     parts: dict[str, list[np.ndarray]] = {}
     for block in blocks:

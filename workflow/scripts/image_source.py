@@ -1,9 +1,9 @@
-"""Rule vgg_source: check a source's weights against its architecture; save the checkpoint."""
+"""Rule image_source: check a source's weights against its architecture; save the checkpoint."""
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
 from transferability.pipeline import setup_logging
-from transferability.pipeline_vgg import load_source
+from transferability.pipeline_images import load_source
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
@@ -16,6 +16,8 @@ load_source(
     seed=int(sm.wildcards.seed),
     arch=source["arch"],
     cifar=source["cifar"],
+    image_size=source.get("image_size"),
+    encoder=source.get("encoder", False),
     remap=source.get("remap"),
     allow_download=sm.config["allow_download"],
 )

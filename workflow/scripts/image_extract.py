@@ -1,24 +1,26 @@
-"""Rule vgg_extract: every configured layer (and the head's logits) of one model on a target."""
+"""Rule <track>_extract: every configured layer (and the head's logits) of one model on a
+target."""
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
 from transferability.pipeline import setup_logging
-from transferability.pipeline_vgg import extract
+from transferability.pipeline_images import extract
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
-vgg = sm.config["tracks"]["vgg"]
+settings = sm.config["tracks"][sm.params.track]["extract"]
 extract(
     sm.input.checkpoint,
-    sm.params.root,
+    sm.params.target["root"],
     sm.input.subset,
     dict(zip(sm.params.layers, sm.output.activations, strict=True)),
     sm.output.get("logits"),
     target=sm.wildcards.target,
     resize=sm.params.transforms["resize"],
     crop=sm.params.transforms["crop"],
-    batch_size=vgg["extract"]["batch_size"],
-    compression=vgg["extract"]["compression"],
+    batch_size=settings["batch_size"],
+    compression=settings["compression"],
+    target_format=sm.params.target["format"],
     threads=sm.threads,
     device=sm.config["device"],
 )

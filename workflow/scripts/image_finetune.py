@@ -1,16 +1,16 @@
-"""Rule vgg_finetune: one source (or the from-scratch baseline) fine-tuned on one target."""
+"""Rule image_finetune: one source (or the from-scratch baseline) fine-tuned on one target."""
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
 from transferability.pipeline import setup_logging
-from transferability.pipeline_vgg import finetune
+from transferability.pipeline_images import finetune
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
-vgg = sm.config["tracks"]["vgg"]
+target = sm.params.target
 finetune(
     sm.input.checkpoint or None,
-    sm.params.root,
+    target["root"],
     sm.input.index,
     sm.output[0],
     target=sm.wildcards.target,
@@ -19,8 +19,10 @@ finetune(
     protocol=sm.params.protocol,
     resize=sm.params.transforms["resize"],
     crop=sm.params.transforms["crop"],
-    extras=sm.params.extras,
+    extras=target.get("extras"),
     scratch_arch=sm.params.scratch,
+    policy=sm.params.policy,
+    target_format=target["format"],
     threads=sm.threads,
     device=sm.config["device"],
 )

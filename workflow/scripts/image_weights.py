@@ -1,9 +1,9 @@
-"""Rule vgg_weights: train a source architecture here and write its weight file."""
+"""Rule image_weights: train a source architecture here and write its weight file."""
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
 from transferability.pipeline import setup_logging
-from transferability.pipeline_vgg import pretrain_weights
+from transferability.pipeline_images import pretrain_weights
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
@@ -13,6 +13,7 @@ pretrain_weights(
     sm.output[0],
     arch=source["arch"],
     cifar=source["cifar"],
+    image_size=source.get("image_size"),
     steps=source["pretrain_steps"],
     threads=sm.threads,
     device=sm.config["device"],

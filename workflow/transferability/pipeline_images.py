@@ -1,13 +1,15 @@
-"""One function per job of the VGG track (SPEC §6.2): source weights, extraction, fine-tuning.
+"""One function per job of the image-folder tracks (SPEC §6.2: the thesis's VGG track, and the
+model zoo of any torchvision architecture): source weights, target split, extraction,
+fine-tuning. Every model goes through :mod:`transferability.families` (build, load, layers,
+fine-tuning policy), so nothing here depends on the architecture.
 
 Like :mod:`transferability.pipeline`, every function takes plain paths and settings, so it runs
-without Snakemake. Models are rebuilt from a checkpoint's metadata (``arch``, ``cifar``,
-``num_classes``), which :func:`load_source` writes.
+without Snakemake. Models are rebuilt from a checkpoint's metadata (the
+:class:`~transferability.families.ModelSpec`), which :func:`load_source` writes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Mapping
@@ -16,15 +18,21 @@ from pathlib import Path
 import pandas as pd
 
 from transferability import __version__
-from transferability.artifacts import activation_writer, write_csv
+from transferability.artifacts import write_csv
 
 log = logging.getLogger(__name__)
 
-#: ImageNet statistics, as the thesis's transforms (and torchvision's weights) use.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Head size of a ``random`` source (no file to read it from): ImageNet's, or CIFAR-10's.
 RANDOM_HEAD = {False: 1000, True: 10}
+
+
+def source_spec(
+    arch: str, *, cifar: bool = False, image_size: int | None = None, num_classes: int | None = 1000
+):
+    """The :class:`~transferability.families.ModelSpec` of a configured source."""
+    from transferability.families import ModelSpec
+
+    return ModelSpec.create(arch, num_classes, cifar=cifar, image_size=image_size)
 
 
 def pretrain_weights(
@@ -33,6 +41,7 @@ def pretrain_weights(
     *,
     arch: str,
     cifar: bool = False,
+    image_size: int | None = None,
     seed: int = 0,
     steps: int = 200,
     batch_size: int = 32,
@@ -52,13 +61,14 @@ def pretrain_weights(
 
     from transferability.artifacts import atomic_path
     from transferability.data import load_dataset
+    from transferability.families import build_model, input_spec
     from transferability.training import configure_torch, derive_seed
-    from transferability.vgg import build_vgg, input_size
 
     on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
-    model = build_vgg(arch, dataset.num_classes, cifar=cifar, seed=seed).to(on).train()
-    size = input_size(model)
+    spec = source_spec(arch, cifar=cifar, image_size=image_size, num_classes=dataset.num_classes)
+    model = build_model(spec, seed).to(on).train()
+    size = input_spec(spec).crop
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(derive_seed(seed, arch, "vgg-weights"))
     torch.manual_seed(derive_seed(seed, arch, "vgg-dropout"))  # the classifier's dropout
@@ -90,6 +100,8 @@ def grey_to_rgb(images, size: int):
     import torch
     import torch.nn.functional as F
 
+    from transferability.families import IMAGENET_MEAN, IMAGENET_STD
+
     x = images.float().div(255.0).unsqueeze(1)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -108,6 +120,8 @@ def split_target(
     per_class: int = 30,
     subset_seed: int = 0,
     subset_split: str = "test",
+    target_format: str = "imagefolder",
+    allow_download: bool = False,
 ) -> pd.DataFrame:
     """The target's fixed 80/20 class-stratified split (``index_csv``: every model is fine-tuned
     and evaluated on the same images) and its extraction subset (``subset_csv``: ``per_class``
@@ -115,7 +129,14 @@ def split_target(
     index)."""
     from transferability.imagefolder import extraction_subset, write_split_index
 
-    index = write_split_index(root, index_csv, test_fraction=test_fraction, seed=seed)
+    index = write_split_index(
+        root,
+        index_csv,
+        test_fraction=test_fraction,
+        seed=seed,
+        format=target_format,
+        allow_download=allow_download,
+    )
     subset = extraction_subset(index, per_class=per_class, seed=subset_seed, split=subset_split)
     subset = subset.rename_axis("sample_index").reset_index()
     write_csv(subset, subset_csv)
@@ -138,54 +159,43 @@ def load_source(
     seed: int,
     arch: str,
     cifar: bool = False,
+    image_size: int | None = None,
+    encoder: bool = False,
     remap: Mapping[str, str] | None = None,
     allow_download: bool = False,
 ) -> None:
     """Check and load a source's weights (a file, a torchvision weight name, or ``"random"``:
     seeded initialisation) into its architecture and save it as the track's checkpoint
-    ``…/seed{seed}/final.pt`` with the metadata needed to rebuild it."""
+    ``…/seed{seed}/final.pt`` with the metadata needed to rebuild it. ``encoder``: keep no
+    head (the file's head, if any, is ignored; e.g. SegNet's VGG16-BN encoder)."""
     from transferability.artifacts import save_checkpoint
+    from transferability.families import load_model
     from transferability.training import derive_seed
-    from transferability.vgg import build_vgg, head_classes, load_weights
 
-    if weights == "random":
-        num_classes = RANDOM_HEAD[cifar or arch == "vgg_tiny"]
-        model = build_vgg(arch, num_classes, cifar=cifar, seed=derive_seed(seed, source, "random"))
-        num_classes = model.num_classes
-    else:
-        num_classes = None
-        if arch != "vgg16_features":
-            num_classes = head_classes(weights, remap=remap, allow_download=allow_download)
-        model = build_vgg(arch, num_classes or 1000, cifar=cifar, seed=0)
-        load_weights(model, weights, remap=remap, allow_download=allow_download)
-        num_classes = model.num_classes
-    meta = {
-        "source": source,
-        "seed": seed,
-        "step": "final",
-        "arch": arch,
-        "cifar": cifar,
-        "num_classes": num_classes,
-        "weights": str(weights),
-        "version": __version__,
-    }
+    spec = source_spec(
+        arch,
+        cifar=cifar,
+        image_size=image_size,
+        num_classes=RANDOM_HEAD[cifar or arch == "vgg_tiny"],
+    )
+    model = load_model(
+        spec.with_classes(None) if encoder else spec,
+        weights,
+        remap=remap,
+        allow_download=allow_download,
+        seed=derive_seed(seed, source, "random"),
+        encoder=encoder,
+    )
+    described = {"source": source, "seed": seed, "step": "final", "arch": arch, "cifar": cifar}
+    described["num_classes"] = model.spec.num_classes
+    if image_size is not None:
+        described["image_size"] = image_size
+    described["weights"] = str(weights)
+    meta = {**model.spec.meta(), **described, "version": __version__}
     save_checkpoint(out_checkpoint, model.state_dict(), meta)
     if out_history is not None:  # the track's "pretrain" table: what each source is
-        write_csv(pd.DataFrame([{k: v for k, v in meta.items() if k != "version"}]), out_history)
+        write_csv(pd.DataFrame([described]), out_history)
     log.info("source %s: %s weights %s -> %s", source, arch, weights, out_checkpoint)
-
-
-def _model_from_checkpoint(path: str | Path):
-    from transferability.artifacts import load_checkpoint
-    from transferability.vgg import build_vgg
-
-    state, meta = load_checkpoint(path)
-    num_classes = meta["num_classes"]  # None for encoder-only sources
-    model = build_vgg(
-        meta["arch"], None if num_classes is None else int(num_classes), cifar=bool(meta["cifar"])
-    )
-    model.load_state_dict(state)
-    return model, meta
 
 
 def extract(
@@ -200,31 +210,30 @@ def extract(
     crop: int,
     batch_size: int = 16,
     compression: str | None = "lzf",
+    target_format: str = "imagefolder",
     threads: int = 1,
     device: str = "cpu",
 ) -> None:
     """Feed the target's extraction subset through one model and write each requested layer
-    (``activation_paths[layer]``) and, for models with a classifier, the source head's logits.
-    Rows are written batch by batch: a layer never has to fit in memory for all samples."""
+    (``activation_paths[layer]``) and, for models with a classifier, the source head's logits
+    (:func:`transferability.pipeline.record_layers`)."""
     import torch
 
+    from transferability.families import model_from_checkpoint
     from transferability.imagefolder import ImageFolderSplit, build_transform
+    from transferability.pipeline import record_layers
     from transferability.training import configure_torch
-    from transferability.vgg import forward_layers, layer_names
 
     on = configure_torch(threads, device)
-    model, meta = _model_from_checkpoint(checkpoint)
+    model, meta = model_from_checkpoint(checkpoint)
     model.to(on).eval()
     subset = pd.read_csv(subset_csv)
-    dataset = ImageFolderSplit(root, subset, build_transform(False, resize=resize, crop=crop))
+    transform = build_transform(False, resize=resize, crop=crop)
+    dataset = ImageFolderSplit(root, subset, transform, format=target_format)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     outputs = dict(activation_paths)
     if logits_path is not None:
-        if "fc8" not in layer_names(model):
-            raise ValueError(f"{checkpoint} has no classifier: no logits to write")
         outputs["logits"] = logits_path
-    labels = subset["label"].to_numpy()
-    index = subset["sample_index"].to_numpy()
     attrs = {
         "model": str(checkpoint),
         "source": meta["source"],
@@ -233,34 +242,17 @@ def extract(
         "target": target,
         "version": __version__,
     }
-    wanted = [layer for layer in outputs if layer != "logits"] + (
-        ["fc8"] if "logits" in outputs else []
+    rows = record_layers(
+        model,
+        (x for x, _ in loader),
+        outputs,
+        labels=subset["label"].to_numpy(),
+        sample_index=subset["sample_index"].to_numpy(),
+        attrs=attrs,
+        compression=compression,
     )
-    with contextlib.ExitStack() as stack, torch.inference_mode():
-        sinks: dict[str, object] = {}
-        row = 0
-        for x, _ in loader:
-            values = forward_layers(model, x.to(on), list(dict.fromkeys(wanted)))
-            values = {name: values["fc8" if name == "logits" else name] for name in outputs}
-            if not sinks:
-                for name, path in outputs.items():
-                    sinks[name] = stack.enter_context(
-                        activation_writer(
-                            path,
-                            len(subset),
-                            tuple(values[name].shape[1:]),
-                            labels,
-                            index,
-                            {**attrs, "layer": name},
-                            compression=None if name == "logits" else compression,
-                        )
-                    )
-            n = x.shape[0]
-            for name, sink in sinks.items():
-                sink[row : row + n] = values[name].reshape(n, -1).cpu().numpy()
-            row += n
     log.info(
-        "extracted %s on %s: %d samples, layers %s", meta["source"], target, row, list(outputs)
+        "extracted %s on %s: %d samples, layers %s", meta["source"], target, rows, list(outputs)
     )
 
 
@@ -278,27 +270,35 @@ def finetune(
     crop: int,
     extras: str | None = None,
     scratch_arch: str | None = None,
+    policy: str = "last_conv",
+    target_format: str = "imagefolder",
     threads: int = 1,
     device: str = "auto",
 ) -> pd.DataFrame:
     """Fine-tune one source on one target (thesis §2.3.3) and write its accuracy curve.
 
-    Transferred: the feature extractor; new: the classifier (head seeded by (seed, target));
-    trainable: the last conv layer and the classifier (:func:`vgg.transfer_vgg`). With
-    ``checkpoint=None`` the baseline ``scratch_arch`` is trained from scratch, all weights
+    The fine-tuning model comes from :func:`transferability.families.finetune_model` under
+    ``policy`` (default the thesis's VGG rule ``last_conv``: features transferred, a new
+    classifier seeded by (seed, target), only the last conv layer and the classifier trained).
+    With ``checkpoint=None`` the baseline ``scratch_arch`` is trained from scratch, all weights
     trainable. SGD with momentum, lr × ``lr_gamma`` every ``lr_step_epochs`` epochs, evaluation
     on the target's test split (centre crop) at the log-grid checkpoints.
     """
     import torch
     import torch.nn.functional as F
 
+    from transferability.families import (
+        build_model,
+        finetune_model,
+        model_from_checkpoint,
+        train_mode,
+    )
     from transferability.imagefolder import ImageFolderSplit, build_transform, read_split_index
     from transferability.schedule import resolve_checkpoints, steps_per_epoch
     from transferability.training import configure_torch, derive_seed
-    from transferability.vgg import build_vgg, transfer_vgg
 
     on = configure_torch(threads, device)
-    index = read_split_index(index_csv, root)
+    index = read_split_index(index_csv, root, format=target_format)
     train_rows = index[index["split"] == "train"].reset_index(drop=True)
     test_rows = index[index["split"] == "test"].reset_index(drop=True)
     if protocol.get("eval_samples"):
@@ -312,24 +312,26 @@ def finetune(
         list(protocol["checkpoints"]),
         len(train_rows),
         batch_size,
-        context=f"target {target!r} (tracks.vgg.targets.{target}.checkpoints)",
+        context=f"target {target!r} (targets.{target}.checkpoints)",
     )
     if checkpoint is None:
         if scratch_arch is None:
             raise ValueError("fine-tuning from scratch needs scratch_arch")
-        model = build_vgg(scratch_arch, num_classes, seed=derive_seed(seed, target, "scratch"))
+        spec = source_spec(scratch_arch, num_classes=num_classes)
+        model = build_model(spec, seed=derive_seed(seed, target, "scratch"))
     else:
-        source_model, _ = _model_from_checkpoint(checkpoint)
-        model = transfer_vgg(source_model, num_classes, head_seed=derive_seed(seed, target, "head"))
+        source_model, _ = model_from_checkpoint(checkpoint)
+        head_seed = derive_seed(seed, target, "head")
+        model = finetune_model(source_model, num_classes, policy, head_seed=head_seed)
     model.to(on)
     params = [p for p in model.parameters() if p.requires_grad]
     lr0 = float(protocol["lr"])
     optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(protocol["momentum"]))
     torch.manual_seed(derive_seed(seed, target, "augment"))  # random crops and flips
-    train = ImageFolderSplit(
-        root, train_rows, build_transform(True, resize=resize, crop=crop, extras=extras)
-    )
-    test = ImageFolderSplit(root, test_rows, build_transform(False, resize=resize, crop=crop))
+    train_transform = build_transform(True, resize=resize, crop=crop, extras=extras)
+    train = ImageFolderSplit(root, train_rows, train_transform, format=target_format)
+    test_transform = build_transform(False, resize=resize, crop=crop)
+    test = ImageFolderSplit(root, test_rows, test_transform, format=target_format)
     loader = torch.utils.data.DataLoader(
         train,
         batch_size=batch_size,
@@ -345,14 +347,14 @@ def finetune(
                 logits = model(x.to(on))
                 loss_sum += float(F.cross_entropy(logits, y.to(on), reduction="sum"))
                 correct += int((logits.argmax(1).cpu() == y).sum())
-        model.train()
+        train_mode(model)
         n = max(len(test), 1)
         return loss_sum / n, correct / n
 
     rows, done = [], 0
     batches = iter(loader)
     loss_sum = torch.zeros((), device=on)
-    model.train()
+    train_mode(model)
     for c in checkpoints:
         todo = c.batches - done
         for step in range(done, c.batches):

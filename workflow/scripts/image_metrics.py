@@ -1,4 +1,4 @@
-"""Rule vgg_metrics: the metric table of one model on one target."""
+"""Rule image_metrics: the metric table of one model on one target."""
 
 from transferability.artifacts import write_csv
 from transferability.pipeline import metric_table, setup_logging
@@ -9,6 +9,6 @@ logits = sm.input.logits[0] if sm.input.logits else None
 table = metric_table(sm.input.activations, sm.params.metrics, logits)
 table.insert(0, "step", "final")
 for column, value in (("seed", sm.wildcards.seed), ("source", sm.wildcards.source),
-                      ("target", sm.wildcards.target), ("track", "vgg")):  # fmt: skip
+                      ("target", sm.wildcards.target), ("track", sm.wildcards.track)):  # fmt: skip
     table.insert(0, column, value)
 write_csv(table, sm.output[0])

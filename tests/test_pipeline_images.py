@@ -1,4 +1,4 @@
-"""VGG-track job functions on their own: an encoder-only source (SegNet-style weights), its
+"""Image-track job functions on their own: an encoder-only source (SegNet-style weights), its
 extraction without a head, fine-tuning and the from-scratch baseline, on a small image folder."""
 
 import numpy as np
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from transferability.artifacts import load_checkpoint, read_activations
+from transferability.families import ModelSpec, build_model
 from transferability.imagefolder import write_png_folder
 from transferability.pipeline import metric_table
-from transferability.pipeline_vgg import extract, finetune, load_source, split_target
-from transferability.vgg import build_vgg
+from transferability.pipeline_images import extract, finetune, load_source, split_target
 
 PROTOCOL = {"lr": 0.01, "momentum": 0.9, "lr_step_epochs": 20, "lr_gamma": 0.1,
             "batch_size": 4, "checkpoints": ["0", "2b"], "eval_samples": None}  # fmt: skip
@@ -31,7 +31,7 @@ def folder(tmp_path_factory):
 def encoder(tmp_path_factory):
     """A features-only source loaded from a full VGG16 (CIFAR-size) state-dict file."""
     path = tmp_path_factory.mktemp("weights")
-    torch.save(build_vgg("vgg16", 10, cifar=True, seed=1).state_dict(), path / "full.pt")
+    torch.save(build_model(ModelSpec("vgg16", 10, cifar=True), 1).state_dict(), path / "full.pt")
     checkpoint = path / "encoder.pt"
     load_source(str(path / "full.pt"), checkpoint, path / "history.csv", source="encoder",
                 seed=0, arch="vgg16_features", cifar=True)  # fmt: skip
@@ -42,7 +42,7 @@ def test_encoder_only_source_keeps_the_features_and_no_head(encoder):
     state, meta = load_checkpoint(encoder)
     assert meta["num_classes"] is None and meta["arch"] == "vgg16_features"
     assert not any(key.startswith("classifier.") for key in state)
-    reference = build_vgg("vgg16", 10, cifar=True, seed=1).state_dict()
+    reference = build_model(ModelSpec("vgg16", 10, cifar=True), 1).state_dict()
     assert torch.equal(state["features.28.weight"], reference["features.28.weight"])
 
 
@@ -94,7 +94,7 @@ def test_missing_weights_file_is_named(tmp_path):
 def test_weights_trained_here_are_reproducible(tmp_path):
     # dropout in the classifier draws from the global generator: it must be seeded per job
     from transferability.data import ImageDataset, save_dataset
-    from transferability.pipeline_vgg import pretrain_weights
+    from transferability.pipeline_images import pretrain_weights
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), rng.integers(0, 3, 40)
@@ -104,5 +104,5 @@ def test_weights_trained_here_are_reproducible(tmp_path):
                          steps=4, batch_size=8, device="cpu")  # fmt: skip
     a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["features.0.weight"], build_vgg("vgg_tiny", 3, seed=0).state_dict()[
-        "features.0.weight"])  # fmt: skip
+    untrained = build_model(ModelSpec("vgg_tiny", 3), 0).state_dict()
+    assert not torch.equal(a["features.0.weight"], untrained["features.0.weight"])

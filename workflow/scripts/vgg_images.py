@@ -1,8 +1,0 @@
-"""Rule vgg_images: a small image-folder target made from a known dataset."""
-
-from transferability.imagefolder import fashion_mnist_folder
-from transferability.pipeline import setup_logging
-
-sm = snakemake  # noqa: F821
-setup_logging(sm.log[0])
-fashion_mnist_folder(sm.input[0], sm.output[0], per_class=sm.params.per_class, size=32)

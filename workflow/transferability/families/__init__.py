@@ -1,0 +1,194 @@
+"""One model interface for every track (thesis CNN, VGGs, any torchvision classification
+architecture): build or load a model, list and record its layers, give its input transform,
+and build the fine-tuning model under a named policy.
+
+A model built here carries its :class:`ModelSpec` as ``model.spec``; checkpoints store the spec
+in their metadata (:func:`checkpoint_meta`), so :func:`model_from_checkpoint` rebuilds any of
+them. Families: :mod:`~transferability.families.thesis_cnn`,
+:mod:`~transferability.families.torchvision_family`; policies:
+:mod:`~transferability.families.policies`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferability.families.base import Family, describe, read_file_state
+from transferability.families.policies import (
+    POLICIES,
+    apply_policy,
+    train_mode,
+    trainable_names,
+    transferred_keys,
+)
+from transferability.families.spec import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    InputSpec,
+    ModelError,
+    ModelSpec,
+)
+from transferability.families.thesis_cnn import ThesisCNNFamily
+from transferability.families.torchvision_family import TORCHVISION_TESTED, TorchvisionFamily
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "POLICIES", "TORCHVISION_TESTED", "InputSpec", "ModelError",
+    "ModelSpec", "architectures", "build_model", "checkpoint_meta", "default_layers", "family_of",
+    "finetune_model", "forward_layers", "head_classes", "head_layer", "input_spec", "layer_names",
+    "load_model", "model_from_checkpoint", "train_mode", "trainable_names",
+]  # fmt: skip
+
+_FAMILIES: tuple[Family, ...] = (ThesisCNNFamily(), TorchvisionFamily())
+
+
+def architectures() -> tuple[str, ...]:
+    """Every architecture name a spec may use."""
+    return tuple(a for family in _FAMILIES for a in family.architectures) + ("vgg16_features",)
+
+
+def family_of(spec_or_model: ModelSpec | nn.Module | str) -> Family:
+    """The family that builds an architecture (a spec, a model built here, or a name)."""
+    if isinstance(spec_or_model, nn.Module):
+        spec_or_model = spec_or_model.spec
+    arch = spec_or_model.arch if isinstance(spec_or_model, ModelSpec) else str(spec_or_model)
+    arch = ModelSpec.create(arch).arch
+    for family in _FAMILIES:
+        if arch in family.architectures:
+            return family
+    raise ModelError(f"unknown architecture {arch!r}; known: {sorted(architectures())}")
+
+
+def build_model(spec: ModelSpec, seed: int | None = None) -> nn.Module:
+    """A freshly initialised model of ``spec`` whose weights depend only on ``seed``."""
+    return family_of(spec).build(spec, seed)
+
+
+def head_classes(
+    spec: ModelSpec,
+    weights: str | os.PathLike,
+    *,
+    remap: Mapping[str, str] | None = None,
+    allow_download: bool = False,
+) -> int | None:
+    """Classes of the head in a weight file (after ``remap``); None for an encoder-only file."""
+    state, _ = read_file_state(str(weights), remap, allow_download)
+    return family_of(spec).head_classes(state, spec)
+
+
+def load_model(
+    spec: ModelSpec,
+    weights: str | os.PathLike,
+    *,
+    remap: Mapping[str, str] | None = None,
+    allow_download: bool = False,
+    seed: int = 0,
+    encoder: bool = False,
+) -> nn.Module:
+    """``spec``'s model with the weights of a file, a torchvision weight name (from the local
+    torch hub cache; downloaded only when ``allow_download``) or ``"random"`` (seeded
+    initialisation). The head's size comes from the file (``spec.num_classes`` only says
+    whether there is one: a file without head, ``encoder=True`` or a spec without classes give
+    an encoder, whose file's head entries are ignored); every
+    key and shape is checked before loading."""
+    family = family_of(spec)
+    encoder = encoder or spec.num_classes is None  # an encoder spec (vgg16_features) stays one
+    if str(weights) == "random":
+        return family.build(spec.with_classes(None) if encoder else spec, seed)
+    state, origin = read_file_state(str(weights), remap, allow_download)
+    classes = None if encoder else family.head_classes(state, spec)
+    model = family.build(spec.with_classes(classes), 0)
+    family.load_state(model, state, origin, remapped=bool(remap))
+    return model
+
+
+def layer_names(model: nn.Module) -> tuple[str, ...]:
+    """Every layer name :func:`forward_layers` accepts for ``model``."""
+    return family_of(model).layer_names(model)
+
+
+def default_layers(model: nn.Module) -> tuple[str, ...]:
+    """The layers recorded when a configuration names none."""
+    return family_of(model).default_layers(model)
+
+
+def head_layer(model: nn.Module) -> str | None:
+    """The layer whose outputs are the logits of ``model``'s head (None: an encoder)."""
+    return family_of(model).head_layer(model)
+
+
+def forward_layers(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Outputs of ``layers`` in one forward pass that stops after the last requested one; the
+    model's train/eval mode is left as it is. Unknown names raise, listing the valid ones."""
+    return family_of(model).forward_layers(model, x, layers)
+
+
+def input_spec(spec: ModelSpec, weights: str | None = None) -> InputSpec:
+    """Resize, crop and normalisation of ``spec``'s inputs (a torchvision weight name: its own
+    transform's metadata, nothing downloaded)."""
+    return family_of(spec).input_spec(spec, weights)
+
+
+def finetune_model(
+    source: nn.Module, num_classes: int, policy: str, *, head_seed: int
+) -> nn.Module:
+    """The model fine-tuned on a target with ``num_classes`` classes: built with ``head_seed``,
+    the source's weights copied as ``policy`` says, frozen as it says, in :func:`train_mode`.
+    ``source`` is left unchanged. An encoder-only source gets its architecture's head."""
+    family = family_of(source)
+    spec = source.spec.with_classes(num_classes)
+    model = family.build(spec, head_seed)
+    head = _head_module(family, model)
+    keys = transferred_keys(model, policy, head)
+    state = source.state_dict()
+    target = model.state_dict()
+    missing = [k for k in keys if k not in state]
+    shapes = [k for k in keys if k in state and state[k].shape != target[k].shape]
+    if missing or shapes:
+        raise ModelError(
+            f"the {describe(source.spec)} source cannot give policy {policy!r} its weights: "
+            + (f"missing {missing[:5]} " if missing else "")
+            + (f"shapes differ for {shapes[:5]}" if shapes else "")
+        )
+    model.load_state_dict({k: state[k] for k in keys}, strict=False)
+    return apply_policy(model, policy, head)
+
+
+def _head_module(family: Family, model: nn.Module) -> str:
+    prefix = family.head_prefixes(model.spec)[-1]
+    if model.spec.arch in (
+        "vgg11",
+        "vgg11_bn",
+        "vgg13",
+        "vgg13_bn",
+        "vgg16",
+        "vgg16_bn",
+        "vgg19",
+        "vgg19_bn",
+        "vgg_tiny",
+    ):
+        return "classifier.6"
+    return prefix.rstrip(".")
+
+
+def checkpoint_meta(model: nn.Module) -> dict[str, Any]:
+    """The metadata entries that let :func:`model_from_checkpoint` rebuild ``model``."""
+    return model.spec.meta()
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, metadata)`` of a checkpoint written by the workflow."""
+    from transferability.artifacts import load_checkpoint
+
+    state, meta = load_checkpoint(Path(path))
+    spec = ModelSpec.from_meta(meta)
+    model = family_of(spec).build(spec, 0)
+    family_of(spec).load_state(model, state, f"checkpoint {path}")
+    return model.eval(), meta
