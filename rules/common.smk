@@ -253,8 +253,8 @@ def image_layers(track, source):
 
 
 def _extract_rules():
-    """One extraction rule per (track, layer list, head or not): a rule's outputs cannot depend
-    on the source, so the sources that record the same files share a rule."""
+    """Extraction rules, one for each (track, layer list, head or not) — outputs cannot depend
+    on the source, so the sources that record the same files share one."""
     groups = {}
     for track in IMAGE_TRACKS:
         for source in track_cfg(track)["sources"]:

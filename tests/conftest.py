@@ -1,4 +1,4 @@
-"""Fixtures shared by the workflow tests: one tiny end-to-end run per test session."""
+"""Fixtures shared by the workflow tests: one tiny end-to-end run per track and test session."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ from test_workflow import DATA_DIR, snakemake, tiny_config
 from test_workflow_vgg import tiny_vgg_config
 
 
+def _run(tmp_path_factory, name: str, config: dict) -> Path:
+    for dataset in ("mnist", "fashion_mnist"):
+        assert (DATA_DIR / dataset / "data.npz").is_file(), f"run `make data` first ({dataset})"
+    workdir = tmp_path_factory.mktemp(name)
+    snakemake(workdir, config, "--cores", "2")
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    for name in ("mnist", "fashion_mnist"):
-        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, tiny_config(), "--cores", "2")
-    return workdir
+    return _run(tmp_path_factory, "tiny", tiny_config())
+
+
+@pytest.fixture(scope="session")
+def vgg_run(tmp_path_factory) -> Path:
+    return _run(tmp_path_factory, "tiny_vgg", tiny_vgg_config())
 
 
 @pytest.fixture
@@ -25,12 +34,3 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy, symlinks=True)
     return copy
-
-
-@pytest.fixture(scope="session")
-def vgg_run(tmp_path_factory) -> Path:
-    for name in ("mnist", "fashion_mnist"):
-        assert (DATA_DIR / name / "data.npz").is_file(), f"run `make data` first ({name})"
-    workdir = tmp_path_factory.mktemp("tiny_vgg")
-    snakemake(workdir, tiny_vgg_config(), "--cores", "2")
-    return workdir

@@ -24,7 +24,7 @@ from transferability.pipeline import extract as cnn_extract
 from transferability.pipeline import metric_table, target_subset
 from transferability.pipeline_images import extract as vgg_extract
 from transferability.pipeline_images import load_source
-from transferability.rank import RankError, load_target, rank_models
+from transferability.rank import RankError, load_candidate, load_target, rank_models
 from transferability.rank import extract as rank_extract
 from transferability.training import to_input
 
@@ -260,3 +260,58 @@ def test_user_errors_are_one_clear_line(models, folder, tmp_path, capsys):
     assert not _Evil.marker.exists()
     with pytest.raises(RankError, match="need 2000 test images per class"):
         load_target("fashion_mnist", per_class=2000, data_dir=DATA_DIR)
+
+
+def test_torchvision_weight_files_rank_on_a_torchvision_layout(tmp_path, capsys):
+    """Plain weight files of two torchvision architectures (`--weights` + `--arch`), one of them
+    saved from torchvision itself, ranked on a CIFAR-10 root in torchvision's own layout."""
+    import torchvision
+    from test_target_formats import CIFAR_SPECS, dump_cifar
+
+    folder, batches, meta, names_key, labels_key, classes = CIFAR_SPECS["cifar10"]
+    (tmp_path / "cifar" / folder).mkdir(parents=True)
+    dump_cifar(tmp_path / "cifar" / folder / meta, {names_key: list("abcdefghij")}, "py2")
+    rng = np.random.default_rng(0)
+    for name in batches:  # two images of every class in every batch file
+        data = rng.integers(0, 256, (2 * classes, 3072), dtype=np.uint8)
+        labels = [c for c in range(classes) for _ in range(2)]
+        dump_cifar(tmp_path / "cifar" / folder / name, {"data": data, labels_key: labels}, "py2")
+    resnet = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), resnet)
+    mobile = tmp_path / "mobilenet.pt"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=4).state_dict(), mobile)
+    csv = tmp_path / "ranking.csv"
+    status = rank_cli("--target", tmp_path / "cifar", "--target-format", "cifar10",
+                      "--per-class", 2, "--crop", 32, "--resize", 32, "--metrics", "logme,leep",
+                      "--weights", resnet, "--arch", "resnet18", "--weights", mobile,
+                      "--arch", "mobilenet_v3_small", "--csv", csv)  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    table = pd.read_csv(csv)
+    assert sorted(table["model"]) == ["mobilenet.pt", "resnet18.pt"]
+    assert table[["logme", "leep"]].notna().all().all()
+    rows = rank_models(
+        [load_candidate(resnet, arch="resnet18")],
+        load_target(tmp_path / "cifar", per_class=2, format="cifar10"),
+        metrics=["logme"],
+        resize=32,
+        crop=32,
+    ).rows
+    assert set(rows["layer"]) == {"penultimate"}  # the default layer of a torchvision model
+
+
+def test_weights_errors_name_the_architecture_and_keys(tmp_path, capsys):
+    import torchvision
+
+    resnet = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), resnet)
+    cases = [
+        (["--weights", resnet], ["--arch"]),
+        (["--weights", resnet, "--arch", "resnet50"], ["resnet50", "layer1.0.conv1.weight"]),
+        (["--weights", resnet, "--arch", "resnet9000"], ["unknown architecture", "resnet18"]),
+        (["--model", resnet], ["not a checkpoint of this workflow", "--arch"]),
+    ]
+    for args, needles in cases:
+        assert rank_cli("--target", "fashion_mnist", *args) == 2, args
+        err = capsys.readouterr().err
+        for needle in needles:
+            assert needle in err, (needle, err)

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``transferability`` and its subcommands."""
     from transferability.data import KNOWN_DATASETS
     from transferability.rank import DEFAULT_METRICS
+    from transferability.target_formats import FORMATS
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Transferability estimation: tools around the workflow."
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="checkpoint file written by the workflow (CNN step<label>.pt or VGG final.pt); "
         "repeat for several",
+    )
+    what.add_argument(
+        "--target-format",
+        default="imagefolder",
+        choices=FORMATS,
+        help="layout of a folder --target: class folders (default) or a torchvision dataset "
+        "root as torchvision stores it",
     )
     what.add_argument(
         "--weights",
@@ -161,11 +169,11 @@ def _arrows_printable() -> bool:
 
 def run_rank(args: argparse.Namespace) -> int:
     """Run ``transferability rank`` with parsed ``args``; raises ``RankError`` on user errors."""
+    from transferability.config import config_checkpoints
     from transferability.data import DATASET_ROOT
     from transferability.rank import (
         DEFAULT_METRICS,
         RankError,
-        config_checkpoints,
         format_table,
         load_candidate,
         rank_models,
@@ -227,6 +235,8 @@ def run_rank(args: argparse.Namespace) -> int:
         per_class=pick(args.per_class, selection and selection.per_class, 50),
         seed=pick(args.seed, selection and selection.seed, 0),
         data_dir=pick(args.data_dir, selection and selection.data_dir, DATASET_ROOT),
+        target_format=args.target_format,
+        allow_download=args.allow_download,
         device=args.device,
         threads=args.threads,
         resize=pick(args.resize, selection and selection.resize, None),
@@ -249,11 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or argparse's own usage error (status 2)
         return int(exit_.code or 0)
     if args.command == "rank":
+        from transferability.config import ConfigError
         from transferability.rank import RankError
 
         try:
             return run_rank(args)
-        except (RankError, FileNotFoundError) as err:
+        except (RankError, ConfigError, FileNotFoundError) as err:
             print(f"{PROG} rank: error: {err}", file=sys.stderr)
             return 2
     parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices

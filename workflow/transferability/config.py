@@ -6,7 +6,11 @@ Imported while the Snakefile is parsed: it must not import torch.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from transferability.data import KNOWN_DATASETS
@@ -281,8 +285,6 @@ def image_seeds(config: dict, track_name: str, source_name: str) -> list[int]:
 def missing_image_inputs(config: dict) -> list[str]:
     """User-provided weight files and target folders that do not exist (yet): reported at
     start-up, so that a dry-run of a config with placeholder paths says what to provide."""
-    from pathlib import Path
-
     missing = []
     for track_name in [t for t in IMAGE_TRACKS if t in config["tracks"]]:
         settings = config["tracks"][track_name]
@@ -510,3 +512,131 @@ def levels_layer(config: dict, track_name: str) -> str:
     if settings["levels_metric"] in metric_names("prediction"):
         return "logits"
     return settings["layers"][-1]
+
+
+# --- the checkpoints of a configuration (transferability rank --config) ------------------
+
+
+@dataclass(frozen=True)
+class ConfigSelection:
+    """Checkpoints of a workflow config's sources and the config's extraction settings."""
+
+    paths: tuple[Path, ...]
+    names: tuple[str, ...]
+    data_dir: str | None
+    per_class: int | None
+    seed: int | None
+    resize: int | None
+    crop: int | None
+
+
+def config_checkpoints(
+    config_path: str | os.PathLike,
+    sources: Sequence[str] | None = None,
+    *,
+    track: str | None = None,
+    run_seed: int | None = None,
+    step: str | None = None,
+    workdir: str | os.PathLike = ".",
+) -> ConfigSelection:
+    """The workflow's checkpoint paths for ``sources`` (default: all) of a config's track.
+
+    CNN tracks: ``results/<track>/checkpoints/<source>/seed<run_seed>/step<step>.pt`` with
+    ``step`` default the last pre-training checkpoint; the vgg track:
+    ``results/vgg/checkpoints/<source>/seed<run_seed>/final.pt``. ``run_seed`` defaults to the
+    track's first seed; paths are relative to ``workdir`` (where Snakemake runs). ``track``
+    defaults to the only track holding the sources. Also returns the config's ``data_dir``,
+    ``extract.per_class``/``seed`` and (vgg) ``transforms``, for the caller's defaults.
+
+    Raises :class:`ConfigError`: unreadable config, unknown track/source/step/seed, or a missing
+    checkpoint (the message gives the Snakemake command that makes it).
+    """
+    import yaml
+
+    config_path = Path(config_path)
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {config_path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {config_path} is not valid YAML: {err}") from err
+    tracks = (config or {}).get("tracks") if isinstance(config, dict) else None
+    if not isinstance(tracks, dict) or not tracks:
+        raise ConfigError(f"config {config_path} has no 'tracks'")
+    if track is None:
+        holding = [
+            t
+            for t, s in tracks.items()
+            if all(n in ((s or {}).get("sources") or {}) for n in sources or ())
+        ]
+        if len(holding) != 1:
+            where = (
+                f"sources {list(sources)} are in tracks {holding or 'none'} of {sorted(tracks)}"
+                if sources
+                else f"tracks {sorted(tracks)}"
+            )
+            raise ConfigError(f"config {config_path} has {where}; choose one with --track")
+        track = holding[0]
+    if track not in tracks:
+        raise ConfigError(f"config {config_path}: no track {track!r}; tracks: {sorted(tracks)}")
+    settings = tracks[track] or {}
+    known = list(settings.get("sources") or {})
+    names = list(sources) if sources else known
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"config {config_path}: unknown source(s) {unknown} in tracks.{track}.sources; "
+            f"known: {known}"
+        )
+    seeds = list(settings.get("seeds") or [0])
+    if run_seed is None:
+        run_seed = int(seeds[0])
+    elif run_seed not in seeds:
+        raise ConfigError(
+            f"config {config_path}: --run-seed {run_seed} not in tracks.{track}.seeds {seeds}"
+        )
+    vgg = track in IMAGE_TRACKS
+    if vgg:
+        if step not in (None, "final"):
+            raise ConfigError(
+                f"the {track} track has one checkpoint per source ('final'), not {step!r}"
+            )
+        step = "final"
+    else:
+        labels = sort_labels(list((settings.get("pretrain") or {}).get("checkpoints") or []))
+        if step is None:
+            if not labels:
+                raise ConfigError(
+                    f"config {config_path}: tracks.{track}.pretrain.checkpoints empty"
+                )
+            step = labels[-1]
+        elif step not in labels:
+            raise ConfigError(
+                f"config {config_path}: --step {step!r} not in tracks.{track}.pretrain.checkpoints "
+                f"{labels}"
+            )
+    workdir = Path(workdir)
+    paths = []
+    for name in names:
+        rel = f"results/{track}/checkpoints/{name}/seed{run_seed}/" + (
+            "final.pt" if vgg else f"step{step}.pt"
+        )
+        path = workdir / rel
+        if not path.is_file():
+            raise ConfigError(
+                f"checkpoint {path} of source {name!r} does not exist; the workflow makes it: "
+                f"snakemake --cores all --configfile {config_path} {rel} "
+                f"(run in {workdir.resolve()})"
+            )
+        paths.append(path)
+    extract = settings.get("extract") or {}
+    transforms = settings.get("transforms") or {}
+    return ConfigSelection(
+        paths=tuple(paths),
+        names=tuple(names),
+        data_dir=config.get("data_dir"),
+        per_class=extract.get("per_class"),
+        seed=extract.get("seed"),
+        resize=transforms.get("resize") if vgg else None,
+        crop=transforms.get("crop") if vgg else None,
+    )

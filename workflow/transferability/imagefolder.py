@@ -35,6 +35,7 @@ from torchvision import transforms
 
 from transferability.artifacts import write_csv
 from transferability.data import balanced_subset, load_dataset
+from transferability.families.spec import IMAGENET_MEAN, IMAGENET_STD
 from transferability.target_formats import (
     FILE_FORMATS,
     FORMATS,
@@ -67,8 +68,6 @@ __all__ = [
 INDEX_COLUMNS = ("path", "label", "class", "split")
 SPLITS = ("train", "test")
 TRANSFORM_EXTRAS = ("malaria",)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_CLASSES = (
     "t_shirt",
     "trouser",

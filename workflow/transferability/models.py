@@ -32,14 +32,20 @@ class ThesisCNN(nn.Module):
         self.fc2 = nn.Linear(128, num_classes)
 
     def forward_layers(self, x: torch.Tensor, layers: tuple[str, ...] | None = None):
-        """All named layer outputs as a dict (only those in ``layers`` when given)."""
+        """Named layer outputs as a dict: all of them, or only ``layers`` — then the pass stops
+        after the last requested one."""
+        last = len(CNN_LAYERS) - 1 if layers is None else max(map(CNN_LAYERS.index, layers))
         out: dict[str, torch.Tensor] = {"input": x}
-        out["conv1"] = torch.relu(self.conv1(x))
-        out["pool1"] = self.pool(out["conv1"])
-        out["conv2"] = torch.relu(self.conv2(out["pool1"]))
-        out["pool2"] = self.pool(out["conv2"])
-        out["fc1"] = torch.relu(self.fc1(self.drop1(out["pool2"].flatten(1))))
-        out["fc2"] = self.fc2(self.drop2(out["fc1"]))
+        stages = (
+            lambda h: torch.relu(self.conv1(h)),
+            self.pool,
+            lambda h: torch.relu(self.conv2(h)),
+            self.pool,
+            lambda h: torch.relu(self.fc1(self.drop1(h.flatten(1)))),
+            lambda h: self.fc2(self.drop2(h)),
+        )
+        for name, stage in zip(CNN_LAYERS[1 : last + 1], stages[:last], strict=True):
+            x = out[name] = stage(x)
         if layers is None:
             return out
         return {name: out[name] for name in layers}

@@ -1,21 +1,20 @@
 """``transferability rank``: rank candidate models for a target without fine-tuning (SPEC §12).
 
-Given a target — a known dataset name (its test split) or an image folder with one sub-folder
-per class — and candidate models (checkpoints written by the workflow), extract one layer for a
-class-balanced subset, compute the chosen metrics and rank the models by one of them.
+Given a target — a known dataset name (its test split), an image folder with one sub-folder
+per class, or a torchvision dataset root — and candidate models (checkpoints written by the
+workflow, plain weight files or torchvision weight names of any architecture of
+:mod:`transferability.families`), extract one layer for a class-balanced subset, compute the
+chosen metrics and rank the models by one of them.
 
 Nothing here is a second implementation of the workflow: the subset comes from
 :func:`~transferability.data.balanced_subset` (datasets) or
 :func:`~transferability.imagefolder.extraction_subset` (folders), CNN inputs from
-:func:`~transferability.training.to_input`, VGG inputs from the VGG track's extraction transform
-(:func:`~transferability.imagefolder.build_transform`), layers from the models'
-``forward_layers``, and the values from :func:`~transferability.metrics.layer_stats` with the
-row functions of :func:`~transferability.pipeline.metric_table` (so an undefined metric is NaN
-with the same note as in the workflow's tables). Aggregate metrics (``c56``) are computed over
-the ranked models, as the workflow computes them over its models.
-
-Activations of the chosen layer are held in memory (n × d float32, plus a float64 copy for the
-statistics): cheap for the default layers, about 3 GB for VGG16 ``pool1`` at 300 images.
+:func:`~transferability.training.to_input`, other inputs from the image tracks' extraction
+transform (:func:`~transferability.imagefolder.build_transform`), the activation files from
+:func:`~transferability.pipeline.record_layers` (in a temporary folder, streamed: memory stays
+bounded for any layer) and the values from :func:`~transferability.pipeline.metric_table` (so an
+undefined metric is NaN with the same note as in the workflow's tables). Aggregate metrics
+(``c56``) are computed over the ranked models, as the workflow computes them over its models.
 
 Every problem the user can fix (unreadable model, unknown name, wrong image size, too few
 samples per class) raises :class:`RankError` with a message naming the file or value.
@@ -23,7 +22,6 @@ samples per class) raises :class:`RankError` with a message naming the file or v
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +37,9 @@ __all__ = [
     "CNN_INPUT_SIZE",
     "DEFAULT_METRICS",
     "Candidate",
-    "ConfigSelection",
     "RankError",
     "RankResult",
     "Target",
-    "config_checkpoints",
     "default_layer",
     "extract",
     "format_table",
@@ -57,10 +53,9 @@ __all__ = [
 DEFAULT_METRICS: tuple[str, ...] = ("rsa", "logme", "leep", "nce", "hscore_reg")
 #: Side of the grey images the thesis CNN takes.
 CNN_INPUT_SIZE = 28
-#: Images per forward pass (CNN: one tensor; VGG: the batch of the DataLoader).
+#: Images per forward pass (CNN: one tensor; other models: the batch of the DataLoader).
 CNN_BATCH = 1000
-VGG_BATCH = 16
-_NO_HEAD_NOTE = "undefined: the source model has no classifier head (no logits)"  # as metric_table
+IMAGE_BATCH = 16
 
 
 class RankError(ValueError):
@@ -90,6 +85,7 @@ class Target:
     images: np.ndarray | None = None
     root: Path | None = None
     paths: tuple[str, ...] = ()
+    format: str = "imagefolder"
 
     @property
     def n(self) -> int:
@@ -113,8 +109,14 @@ def load_target(
     per_class: int = 50,
     seed: int = 0,
     data_dir: str | os.PathLike = DATASET_ROOT,
+    format: str = "imagefolder",
+    allow_download: bool = False,
 ) -> Target:
     """Choose ``per_class`` samples of every class of ``target`` (seeded, as the workflow does).
+
+    ``format``: the layout of a folder target (:data:`transferability.target_formats.FORMATS`:
+    class folders, or a torchvision dataset root such as ``cifar10``; downloaded only with
+    ``allow_download``).
 
     ``target``: a name in :data:`~transferability.data.KNOWN_DATASETS` (read from
     ``<data_dir>/<name>/data.npz``, test split, :func:`balanced_subset`) or an image folder
@@ -156,15 +158,16 @@ def load_target(
             images=ds.test_x[index],
         )
     root = Path(text)
-    if not root.is_dir():
+    if not root.is_dir() and not (allow_download and format != "imagefolder"):
         raise RankError(
             f"target {text!r} is neither a known dataset ({', '.join(KNOWN_DATASETS)}) nor an "
             "image folder (a directory with one sub-folder of images per class)"
         )
-    from transferability.imagefolder import extraction_subset, list_image_folder
+    from transferability.imagefolder import extraction_subset
+    from transferability.target_formats import list_target
 
     try:
-        paths, labels, classes = list_image_folder(root)
+        paths, labels, classes = list_target(root, format, allow_download=allow_download)
     except (OSError, ValueError) as err:
         raise RankError(str(err)) from err
     counts = np.bincount(labels, minlength=len(classes))
@@ -189,6 +192,7 @@ def load_target(
         seed=seed,
         root=root,
         paths=tuple(chosen["path"]),
+        format=format,
     )
 
 
@@ -341,135 +345,6 @@ def _unique_labels(candidates: list[Candidate]) -> None:
             c.label = f"{c.label} [{c.path}]"
 
 
-# --------------------------------------------------------------------------- config sources
-
-
-@dataclass(frozen=True)
-class ConfigSelection:
-    """Checkpoints of a workflow config's sources and the config's extraction settings."""
-
-    paths: tuple[Path, ...]
-    names: tuple[str, ...]
-    data_dir: str | None
-    per_class: int | None
-    seed: int | None
-    resize: int | None
-    crop: int | None
-
-
-def config_checkpoints(
-    config_path: str | os.PathLike,
-    sources: Sequence[str] | None = None,
-    *,
-    track: str | None = None,
-    run_seed: int | None = None,
-    step: str | None = None,
-    workdir: str | os.PathLike = ".",
-) -> ConfigSelection:
-    """The workflow's checkpoint paths for ``sources`` (default: all) of a config's track.
-
-    CNN tracks: ``results/<track>/checkpoints/<source>/seed<run_seed>/step<step>.pt`` with
-    ``step`` default the last pre-training checkpoint; the vgg track:
-    ``results/vgg/checkpoints/<source>/seed<run_seed>/final.pt``. ``run_seed`` defaults to the
-    track's first seed; paths are relative to ``workdir`` (where Snakemake runs). ``track``
-    defaults to the only track holding the sources. Also returns the config's ``data_dir``,
-    ``extract.per_class``/``seed`` and (vgg) ``transforms``, for the caller's defaults.
-
-    Raises :class:`RankError`: unreadable config, unknown track/source/step/seed, or a missing
-    checkpoint (the message gives the Snakemake command that makes it).
-    """
-    import yaml
-
-    from transferability.config import IMAGE_TRACKS
-    from transferability.schedule import sort_labels
-
-    config_path = Path(config_path)
-    try:
-        config = yaml.safe_load(config_path.read_text())
-    except OSError as err:
-        raise RankError(f"cannot read config {config_path}: {err}") from err
-    except yaml.YAMLError as err:
-        raise RankError(f"config {config_path} is not valid YAML: {err}") from err
-    tracks = (config or {}).get("tracks") if isinstance(config, dict) else None
-    if not isinstance(tracks, dict) or not tracks:
-        raise RankError(f"config {config_path} has no 'tracks'")
-    if track is None:
-        holding = [
-            t
-            for t, s in tracks.items()
-            if all(n in ((s or {}).get("sources") or {}) for n in sources or ())
-        ]
-        if len(holding) != 1:
-            where = (
-                f"sources {list(sources)} are in tracks {holding or 'none'} of {sorted(tracks)}"
-                if sources
-                else f"tracks {sorted(tracks)}"
-            )
-            raise RankError(f"config {config_path} has {where}; choose one with --track")
-        track = holding[0]
-    if track not in tracks:
-        raise RankError(f"config {config_path}: no track {track!r}; tracks: {sorted(tracks)}")
-    settings = tracks[track] or {}
-    known = list(settings.get("sources") or {})
-    names = list(sources) if sources else known
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise RankError(
-            f"config {config_path}: unknown source(s) {unknown} in tracks.{track}.sources; "
-            f"known: {known}"
-        )
-    seeds = list(settings.get("seeds") or [0])
-    if run_seed is None:
-        run_seed = int(seeds[0])
-    elif run_seed not in seeds:
-        raise RankError(
-            f"config {config_path}: --run-seed {run_seed} not in tracks.{track}.seeds {seeds}"
-        )
-    vgg = track in IMAGE_TRACKS
-    if vgg:
-        if step not in (None, "final"):
-            raise RankError(
-                f"the {track} track has one checkpoint per source ('final'), not {step!r}"
-            )
-        step = "final"
-    else:
-        labels = sort_labels(list((settings.get("pretrain") or {}).get("checkpoints") or []))
-        if step is None:
-            if not labels:
-                raise RankError(f"config {config_path}: tracks.{track}.pretrain.checkpoints empty")
-            step = labels[-1]
-        elif step not in labels:
-            raise RankError(
-                f"config {config_path}: --step {step!r} not in tracks.{track}.pretrain.checkpoints "
-                f"{labels}"
-            )
-    workdir = Path(workdir)
-    paths = []
-    for name in names:
-        rel = f"results/{track}/checkpoints/{name}/seed{run_seed}/" + (
-            "final.pt" if vgg else f"step{step}.pt"
-        )
-        path = workdir / rel
-        if not path.is_file():
-            raise RankError(
-                f"checkpoint {path} of source {name!r} does not exist; the workflow makes it: "
-                f"snakemake --cores all --configfile {config_path} {rel} "
-                f"(run in {workdir.resolve()})"
-            )
-        paths.append(path)
-    extract = settings.get("extract") or {}
-    transforms = settings.get("transforms") or {}
-    return ConfigSelection(
-        paths=tuple(paths),
-        names=tuple(names),
-        data_dir=config.get("data_dir"),
-        per_class=extract.get("per_class"),
-        seed=extract.get("seed"),
-        resize=transforms.get("resize") if vgg else None,
-        crop=transforms.get("crop") if vgg else None,
-    )
-
-
 # --------------------------------------------------------------------------- extraction
 
 
@@ -479,11 +354,13 @@ def _cnn_images(target: Target) -> np.ndarray:
         return target.images
     from PIL import Image
 
+    from transferability.target_formats import open_image
+
     out = np.empty((target.n, CNN_INPUT_SIZE, CNN_INPUT_SIZE), dtype=np.uint8)
     for i, rel in enumerate(target.paths):
         path = target.root / rel
         try:
-            with Image.open(path) as image:
+            with open_image(target.root, rel, target.format) as image:
                 if image.size != (CNN_INPUT_SIZE, CNN_INPUT_SIZE):
                     w, h = image.size
                     raise RankError(
@@ -542,59 +419,102 @@ def _check_layer(candidate: Candidate, layer: str) -> None:
         )
 
 
-def extract(
+def _batches(
+    candidate: Candidate,
+    target: Target,
+    *,
+    resize: int | None,
+    crop: int | None,
+    batch_size: int | None,
+):
+    """The target's images as the model takes them, in sample order, batch by batch.
+
+    CNN: :func:`to_input` of the 28×28 grey images (a folder's images are converted with PIL
+    ``L``; another size raises :class:`RankError` naming the file). Other models: the image
+    tracks' extraction transform (``build_transform(False, resize, crop)`` with the model's own
+    sizes by default, :func:`_transform_sizes`)."""
+    import torch
+
+    if candidate.kind == "cnn":
+        from transferability.training import to_input
+
+        images = _cnn_images(target)
+        step = batch_size or CNN_BATCH
+        return (to_input(images[i : i + step]) for i in range(0, len(images), step))
+    from transferability.imagefolder import ImageFolderSplit, build_transform
+
+    size, side = _transform_sizes(candidate, resize, crop)
+    transform = build_transform(False, resize=size, crop=side)
+    if target.images is not None:
+        dataset = _ArrayImages(target.images, target.labels, transform)
+    else:
+        frame = pd.DataFrame({"path": list(target.paths), "label": target.labels})
+        dataset = ImageFolderSplit(target.root, frame, transform, format=target.format)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size or IMAGE_BATCH)
+    return (x for x, _ in _named_errors(loader))
+
+
+def extract_files(
     candidate: Candidate,
     target: Target,
     layer: str,
+    out_dir: str | os.PathLike,
     *,
     device: str = "cpu",
     resize: int | None = None,
     crop: int | None = None,
     batch_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(activations, logits)`` of ``candidate`` on ``target``: the layer's outputs as float32
-    (n, *layer_shape) and the source head's logits (n, classes), None without a head.
-
-    CNN: :func:`to_input` of the 28×28 grey images (a folder's images are converted with PIL
-    ``L``; another size raises :class:`RankError` naming the file). VGG: the track's extraction
-    transform (``build_transform(False, resize, crop)``; default 256/224, or 32/32 for
-    CIFAR-style models). Eval mode, ``torch.inference_mode``.
-    """
+) -> tuple[Path, Path | None]:
+    """Write ``layer`` of ``candidate`` on ``target`` and the source head's logits to activation
+    files in ``out_dir``, with the workflow's own writer
+    (:func:`transferability.pipeline.record_layers`: streamed batch by batch, so a large layer
+    never has to fit in memory). Returns ``(layer file, logits file or None without a head)``.
+    Eval mode, ``torch.inference_mode``."""
     import torch
 
-    from transferability.families import forward_layers
+    from transferability.pipeline import record_layers
 
     _check_layer(candidate, layer)
-    head = candidate.head_layer
-    wanted = tuple(dict.fromkeys([layer] + ([head] if head else [])))
-    on = torch.device(device)
-    model = candidate.model.to(on).eval()
-    outs: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-    with torch.inference_mode():
-        if candidate.kind == "cnn":
-            from transferability.training import to_input
+    out_dir = Path(out_dir)
+    model = candidate.model.to(torch.device(device)).eval()
+    layer_file = out_dir / f"{layer}.h5"
+    outputs = {layer: layer_file}
+    logits_file = None
+    if candidate.head_layer is not None:
+        logits_file = layer_file if layer in ("logits", candidate.head_layer) else None
+        if logits_file is None:
+            logits_file = outputs["logits"] = out_dir / "logits.h5"
+    attrs = {"model": str(candidate.path), "source": candidate.label, "target": target.name}
+    record_layers(
+        model,
+        _batches(candidate, target, resize=resize, crop=crop, batch_size=batch_size),
+        outputs,
+        labels=target.labels,
+        sample_index=target.sample_index,
+        attrs=attrs,
+        compression=None,
+    )
+    return layer_file, logits_file
 
-            images = _cnn_images(target)
-            step = batch_size or CNN_BATCH
-            batches = (to_input(images[i : i + step]) for i in range(0, len(images), step))
-        else:
-            from transferability.imagefolder import ImageFolderSplit, build_transform
 
-            size, side = _transform_sizes(candidate, resize, crop)
-            transform = build_transform(False, resize=size, crop=side)
-            if target.images is not None:
-                dataset = _ArrayImages(target.images, target.labels, transform)
-            else:
-                frame = pd.DataFrame({"path": list(target.paths), "label": target.labels})
-                dataset = ImageFolderSplit(target.root, frame, transform)
-            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size or VGG_BATCH)
-            batches = (x for x, _ in _named_errors(loader))
-        for x in batches:
-            values = forward_layers(model, x.to(on), wanted)
-            for name in wanted:
-                outs[name].append(values[name].float().cpu().numpy())
-    activations = np.concatenate(outs[layer]).astype(np.float32, copy=False)
-    logits = np.concatenate(outs[head]) if head else None
+def extract(
+    candidate: Candidate,
+    target: Target,
+    layer: str,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(activations, logits)`` of ``candidate`` on ``target`` in memory: the layer's outputs
+    as float32 (n, *layer_shape) and the source head's logits (n, classes), None without a head
+    (:func:`extract_files` through a temporary folder; ``options`` as there)."""
+    import tempfile
+
+    from transferability.artifacts import read_activations
+
+    with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
+        layer_file, logits_file = extract_files(candidate, target, layer, tmp, **options)
+        values, _, attrs = read_activations(layer_file)
+        activations = values.reshape((len(values), *attrs["layer_shape"]))
+        logits = None if logits_file is None else read_activations(logits_file)[0]
     return activations, logits
 
 
@@ -639,37 +559,6 @@ def _check_metrics(metrics: Sequence[str], by: str | None) -> tuple[list[str], s
     return metrics, by
 
 
-def _score(
-    activations: np.ndarray,
-    logits: np.ndarray | None,
-    labels: np.ndarray,
-    layer: str,
-    layer_metrics: list[str],
-    prediction_metrics: list[str],
-) -> list[dict]:
-    """Metric rows exactly as :func:`~transferability.pipeline.metric_table` builds them."""
-    from transferability.metrics import layer_stats, stats_options
-    from transferability.pipeline import layer_metric_rows, prediction_metric_rows, softmax
-
-    rows: list[dict] = []
-    if layer_metrics:
-        stats = layer_stats(
-            activations.reshape(len(activations), -1),
-            labels,
-            layer_shape=tuple(activations.shape[1:]),
-            **stats_options(layer_metrics),
-        )
-        rows += layer_metric_rows(layer, stats, layer_metrics)
-    if prediction_metrics and logits is None:
-        rows += [
-            {"layer": "logits", "metric": m, "value": math.nan, "note": _NO_HEAD_NOTE}
-            for m in prediction_metrics
-        ]
-    elif prediction_metrics:
-        rows += prediction_metric_rows(softmax(logits), labels, prediction_metrics)
-    return rows
-
-
 def rank_models(
     models: Sequence[str | os.PathLike | Candidate],
     target: str | os.PathLike | Target,
@@ -686,6 +575,8 @@ def rank_models(
     resize: int | None = None,
     crop: int | None = None,
     batch_size: int | None = None,
+    target_format: str = "imagefolder",
+    allow_download: bool = False,
 ) -> RankResult:
     """Rank ``models`` (checkpoint paths or loaded :class:`Candidate`) for ``target``.
 
@@ -699,7 +590,10 @@ def rank_models(
     Raises :class:`RankError` on any input problem (see :func:`load_target`,
     :func:`load_candidate`, :func:`extract`).
     """
+    import tempfile
+
     from transferability.metrics import METRICS, metric_names
+    from transferability.pipeline import metric_table
 
     metrics, by = _check_metrics(metrics, by)
     if not models:
@@ -718,21 +612,28 @@ def rank_models(
     for c in candidates:
         _check_layer(c, layers[c.label])
     if not isinstance(target, Target):
-        target = load_target(target, per_class=per_class, seed=seed, data_dir=data_dir)
+        target = load_target(
+            target,
+            per_class=per_class,
+            seed=seed,
+            data_dir=data_dir,
+            format=target_format,
+            allow_download=allow_download,
+        )
 
     aggregates = [m for m in metrics if m in metric_names("aggregate")]
     needed = list(dict.fromkeys(metrics + [i for a in aggregates for i in METRICS[a].inputs]))
     layer_metrics = [m for m in needed if m in metric_names("layer")]
     prediction_metrics = [m for m in needed if m in metric_names("prediction")]
     rows = []
-    for c in candidates:
-        chosen = layers[c.label]
-        activations, logits = extract(
-            c, target, chosen, device=device, resize=resize, crop=crop, batch_size=batch_size
-        )
-        for row in _score(
-            activations, logits, target.labels, chosen, layer_metrics, prediction_metrics
-        ):
+    for c in candidates:  # the workflow's own files and metric table, in a temporary folder
+        with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
+            layer_file, logits_file = extract_files(
+                c, target, layers[c.label], tmp, device=device, resize=resize, crop=crop,
+                batch_size=batch_size,
+            )  # fmt: skip
+            table = metric_table([layer_file], layer_metrics + prediction_metrics, logits_file)
+        for row in table.to_dict("records"):
             rows.append({"model": c.label, "checkpoint": str(c.path), **row})
     tidy = pd.DataFrame(rows, columns=["model", "checkpoint", "layer", "metric", "value", "note"])
     if aggregates:

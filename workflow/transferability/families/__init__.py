@@ -145,7 +145,7 @@ def finetune_model(
     family = family_of(source)
     spec = source.spec.with_classes(num_classes)
     model = family.build(spec, head_seed)
-    head = _head_module(family, model)
+    head = family.head_module(spec)
     keys = transferred_keys(model, policy, head)
     state = source.state_dict()
     target = model.state_dict()
@@ -159,23 +159,6 @@ def finetune_model(
         )
     model.load_state_dict({k: state[k] for k in keys}, strict=False)
     return apply_policy(model, policy, head)
-
-
-def _head_module(family: Family, model: nn.Module) -> str:
-    prefix = family.head_prefixes(model.spec)[-1]
-    if model.spec.arch in (
-        "vgg11",
-        "vgg11_bn",
-        "vgg13",
-        "vgg13_bn",
-        "vgg16",
-        "vgg16_bn",
-        "vgg19",
-        "vgg19_bn",
-        "vgg_tiny",
-    ):
-        return "classifier.6"
-    return prefix.rstrip(".")
 
 
 def checkpoint_meta(model: nn.Module) -> dict[str, Any]:

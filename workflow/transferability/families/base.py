@@ -55,8 +55,8 @@ class Family:
         """State-dict prefixes of the classifier, dropped from files loaded into an encoder."""
         raise NotImplementedError
 
-    def head_weight_key(self, spec: ModelSpec) -> str:
-        """The state-dict key whose rows are the head's classes."""
+    def head_module(self, spec: ModelSpec) -> str:
+        """The name of the classifier head module (the last fully-connected layer)."""
         raise NotImplementedError
 
     # --- shared ------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ class Family:
 
     def head_classes(self, state: Mapping[str, torch.Tensor], spec: ModelSpec) -> int | None:
         """Classes of the head in a state dict (None: the file has no head)."""
-        head = state.get(self.head_weight_key(spec))
+        head = state.get(self.head_module(spec) + ".weight")
         return None if head is None else int(head.shape[0])
 
     def load_state(

@@ -38,23 +38,8 @@ class ThesisCNNFamily(Family):
     def forward_layers(
         self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
     ) -> dict[str, torch.Tensor]:
-        """ThesisCNN.forward_layers' pass, stopped after the last requested layer."""
         layers = self.check_layers(model, layers)
-        if not layers:
-            return {}
-        stages = (
-            lambda h: torch.relu(model.conv1(h)),
-            model.pool,
-            lambda h: torch.relu(model.conv2(h)),
-            model.pool,
-            lambda h: torch.relu(model.fc1(model.drop1(h.flatten(1)))),
-            lambda h: model.fc2(model.drop2(h)),
-        )
-        out = {"input": x}
-        last = max(CNN_LAYERS.index(name) for name in layers)
-        for name, stage in zip(CNN_LAYERS[1 : last + 1], stages[:last], strict=True):
-            x = out[name] = stage(x)
-        return {name: out[name] for name in layers}
+        return model.forward_layers(x, layers) if layers else {}
 
     def input_spec(self, spec: ModelSpec, weights: str | None = None) -> InputSpec:
         from transferability.training import PIXEL_MEAN, PIXEL_STD
@@ -64,5 +49,5 @@ class ThesisCNNFamily(Family):
     def head_prefixes(self, spec: ModelSpec) -> tuple[str, ...]:
         return ("fc2.",)
 
-    def head_weight_key(self, spec: ModelSpec) -> str:
-        return "fc2.weight"
+    def head_module(self, spec: ModelSpec) -> str:
+        return "fc2"

@@ -112,12 +112,12 @@ class TorchvisionFamily(Family):
     def head_prefixes(self, spec: ModelSpec) -> tuple[str, ...]:
         if spec.arch in VGG_ARCHS:
             return ("classifier.",)
-        return (_head_name_of(spec.arch, spec.image_size) + ".",)
+        return (self.head_module(spec) + ".",)
 
-    def head_weight_key(self, spec: ModelSpec) -> str:
+    def head_module(self, spec: ModelSpec) -> str:
         if spec.arch in VGG_ARCHS:
-            return "classifier.6.weight"
-        return _head_name_of(spec.arch, spec.image_size) + ".weight"
+            return "classifier.6"
+        return _head_name_of(spec.arch, spec.image_size)
 
     def head_layer(self, model: nn.Module) -> str | None:
         return None if model.spec.num_classes is None else "logits"
