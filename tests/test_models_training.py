@@ -12,9 +12,10 @@ from transferability.artifacts import (
     save_checkpoint,
     write_activations,
 )
+from transferability.families import ModelSpec, build_model, finetune_model
 from transferability.models import CNN_LAYERS, ThesisCNN, build_cnn
 from transferability.schedule import resolve_checkpoints
-from transferability.training import Split, derive_seed, evaluate, train_run, transfer_cnn
+from transferability.training import Split, derive_seed, evaluate, train_run
 
 
 def test_forward_layers_shapes_and_logits():
@@ -47,14 +48,15 @@ def test_build_cnn_depends_on_seed_only_and_keeps_global_rng():
 
 
 def test_transfer_keeps_conv_and_reinitialises_fc():
-    source = build_cnn(5, seed=3)
-    target = transfer_cnn(source.state_dict(), num_classes=10, head_seed=7)
+    source = build_model(ModelSpec("thesis_cnn", 5), seed=3)
+    target = finetune_model(source, 10, "thesis_cnn", head_seed=7)
     assert torch.equal(target.conv1.weight, source.conv1.weight)
     assert torch.equal(target.conv2.bias, source.conv2.bias)
     assert target.fc2.out_features == 10
     assert not torch.equal(target.fc1.weight, source.fc1.weight)
-    with pytest.raises(ValueError, match="conv"):
-        transfer_cnn({"fc1.weight": source.fc1.weight}, 10, 0)
+    fresh = build_cnn(10, 7)  # the new layers: those of a CNN built with the head seed
+    assert torch.equal(target.fc1.weight, fresh.fc1.weight)
+    assert all(p.requires_grad for p in target.parameters())
 
 
 def _toy_split(n=96, seed=0):

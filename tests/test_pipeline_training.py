@@ -17,12 +17,20 @@ from transferability.training import (
     derive_seed,
     evaluate,
     train_run,
-    transfer_cnn,
 )
 
 PRETRAIN = {"batch_size": 16, "lr": 1e-3, "train_samples": None, "eval_samples": None}
 PRETRAIN_STEPS = ["0", "2b", "9b"]
 FINETUNE = {**PRETRAIN, "checkpoints": ["0", "3b", "8b"]}
+
+
+def _reference_transfer(state: dict, num_classes: int, head_seed: int):
+    """The thesis's transfer written out independently of transferability.families: conv1/conv2
+    copied, fc1/fc2 of a CNN built with the head seed."""
+    model = build_cnn(num_classes, head_seed)
+    model.load_state_dict({k: v for k, v in state.items() if k.startswith(("conv1.", "conv2."))},
+                          strict=False)  # fmt: skip
+    return model
 
 
 def _dataset(seed: int, name: str) -> ImageDataset:
@@ -150,7 +158,7 @@ def test_finetune_grouping_changes_nothing_but_rounding(pretrained):
     # one curve against the single-run reference: head and data order from (seed, target)
     configure_torch(1, "cpu")
     state, _ = load_checkpoint(paths["2b"])
-    model = transfer_cnn(state, 3, derive_seed(5, "toy_target", "head"))
+    model = _reference_transfer(state, 3, derive_seed(5, "toy_target", "head"))
     test = Split.from_numpy(target.test_x, target.test_y)
     accuracies = []
     train_run(

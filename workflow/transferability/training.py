@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferability.layers import CNN_TRANSFERRED_PREFIXES
-from transferability.models import ThesisCNN, build_cnn
 from transferability.schedule import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -227,19 +225,3 @@ def train_run(
         )
     progress.close()
     return records
-
-
-def transfer_cnn(
-    source_state: dict[str, torch.Tensor], num_classes: int, head_seed: int
-) -> ThesisCNN:
-    """A target model: conv layers copied from ``source_state``, fc1/fc2 freshly initialised
-    from ``head_seed`` and sized for ``num_classes`` (thesis §2.3.3)."""
-    model = build_cnn(num_classes, head_seed)
-    kept = {k: v for k, v in source_state.items() if k.startswith(CNN_TRANSFERRED_PREFIXES)}
-    missing = [
-        k for k in model.state_dict() if k.startswith(CNN_TRANSFERRED_PREFIXES) and k not in kept
-    ]
-    if missing:
-        raise ValueError(f"source checkpoint lacks conv parameters {missing}")
-    model.load_state_dict(kept, strict=False)
-    return model
