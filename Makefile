@@ -7,7 +7,7 @@ DATA := resources/datasets
 CORES ?= all
 SNAKEMAKE := $(VENV)/bin/snakemake
 
-.PHONY: install data run report test test-slurm lint format dryrun-paper clean-results
+.PHONY: install data browser run report test test-slurm lint format dryrun-paper clean-results
 
 install: $(STAMP) data
 
@@ -34,6 +34,16 @@ $(DATA)/fashion_mnist/data.npz: | $(STAMP)
 	fi
 	$(PY) -m transferability.data --root $(DATA) fashion_mnist
 
+# Headless Chromium for tests/test_report_browser.py (the report as a reader sees it, driven by
+# Playwright, which downloads no browser of its own): Debian's chromium, installed when missing
+# and we are root; without it that test is skipped with the reason.
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian package chromium"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "apt-get failed; the report's browser test will be skipped"; \
+	fi
+
 run: install
 	$(SNAKEMAKE) --cores $(CORES)
 	$(MAKE) --no-print-directory report
@@ -42,7 +52,7 @@ run: install
 report: $(STAMP)
 	$(SNAKEMAKE) --report results/report.html
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-slurm
 

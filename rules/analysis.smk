@@ -7,7 +7,7 @@ rule tables:
         quanta_scores=lambda wc: quanta_scores_input(wc.track),
     output:
         **{
-            name: report_table(f"results/{{track}}/tables/{name}.csv", "track")
+            name: report_table(f"results/{{track}}/tables/{name}.csv", "main")
             for name in TABLES
         },
     log:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -364,3 +365,21 @@ def test_plotting_modules_import_without_torch():
     code = ("import sys, transferability.plots, transferability.plots_model, "
             "transferability.plots_studies; assert 'torch' not in sys.modules")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_metrics_per_layer_wraps_metrics_and_shows_each_metrics_own_layers():
+    """Many metrics wrap into lines of at most MAX_COLUMNS panels (it was one very wide row),
+    and a layer metric's panel has no tick for the `logits` of the prediction metrics."""
+    from transferability.plots import MAX_COLUMNS
+
+    golden = pd.read_csv(Path(__file__).parent / "golden" / "cnn" / "metrics.csv")
+    fig = FIGURES["metrics_per_layer"]({"metrics": golden})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == golden["target"].nunique() * golden["metric"].nunique()
+    width, _ = fig.get_size_inches()
+    assert width <= 3.0 * MAX_COLUMNS + 1e-9
+    rsa = next(ax for ax in visible if ax.get_title().startswith("rsa · "))
+    assert [t.get_text() for t in rsa.get_xticklabels()] == ["input", "conv1", "pool2", "fc1"]
+    leep = next(ax for ax in visible if ax.get_title().startswith("leep · "))
+    assert [t.get_text() for t in leep.get_xticklabels()] == ["logits"]
+    plt.close(fig)

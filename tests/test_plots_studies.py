@@ -271,7 +271,7 @@ def test_quanta_epochs_uses_the_largest_lambda_init(tables):
     assert _legend_texts(fig) == [*LAYERS, "λ init"]
     texts = _texts(fig)
     assert "no data" in texts  # target = source panels
-    assert "target mnist · source kmnist" in texts
+    assert "target mnist\nsource kmnist" in texts
     dashed = [line.get_ydata()[0] for ax in fig.axes for line in ax.lines
               if line.get_linestyle() == "--"]  # fmt: skip
     assert dashed and set(dashed) == {0.9}
@@ -388,3 +388,11 @@ def test_random_tasks_pearson_marks_only_rows_that_exist():
     fig = STUDY_FIGURES["random_tasks_pearson"][0]({"random_tasks_pearson": table})
     assert _texts(fig).count("n/a") == 1  # the absent logme/finetune rows are not "n/a"
     assert "logme @ fc1" in _texts(fig)
+
+
+def test_level_bounds_get_the_decimals_that_tell_them_apart():
+    from transferability.plots_studies import _distinguishing_digits
+
+    assert _distinguishing_digits(np.array([-1.41, -1.43, -1.45, np.nan])) == 2
+    assert _distinguishing_digits(np.array([0.1, 0.5, 0.9])) == 1
+    assert _distinguishing_digits(np.array([1.00001, 1.00002])) == 4  # capped

@@ -259,23 +259,38 @@ def pretrain_accuracy(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
 
 def metrics_per_layer(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """Each metric per layer and target at the last pre-training checkpoint, mean ± 2 std over
-    seeds, one line per source."""
+    seeds, one line per source; one block of panels per target, at most ``MAX_COLUMNS``
+    metrics a line, each panel with the layers its metric is defined on."""
     metrics = tables["metrics"]
     last = sort_labels(metrics["step"].astype(str).unique().tolist())[-1]
-    data = metrics[metrics["step"].astype(str) == last].copy()
-    order = _layer_order(data["layer"].unique())
-    data["layer_position"] = data["layer"].map({layer: i for i, layer in enumerate(order)})
+    data = metrics[metrics["step"].astype(str) == last]
+    targets = sorted(data["target"].unique())
+    names = sorted(data["metric"].unique())
     sources = sorted(data["source"].unique())
-    grid = sns.relplot(
-        data=data, x="layer_position", y="value", hue="source", row="target", col="metric",
-        kind="line", errorbar=("sd", 2), marker="o", height=2.8, aspect=1.3,
-        facet_kws={"sharey": False}, palette=_source_palette(sources), hue_order=sources,
-    )  # fmt: skip
-    for ax in grid.axes.flat:
-        ax.set_xticks(range(len(order)), order, rotation=45)
-    grid.set_axis_labels("layer", "value")
-    grid.figure.suptitle(f"Metrics per layer at pre-training checkpoint {last}", y=1.02)
-    return grid.figure
+    palette = _source_palette(sources)
+    fig, axes = _blocks(targets, names, 3.0, 2.4)
+    for (target, name), ax in axes.items():
+        rows = data[(data["target"] == target) & (data["metric"] == name)]
+        stats = rows.groupby(["source", "layer"])["value"].agg(["mean", "std"]).reset_index()
+        order = _layer_order(stats.loc[stats["mean"].notna(), "layer"].unique())
+        ax.set_title(f"{name} · {target}", fontsize="medium")
+        if not order:
+            _no_data(ax, f"{name} · {target}", "undefined")
+            continue
+        position = {layer: i for i, layer in enumerate(order)}
+        for source in sources:
+            line = stats[(stats["source"] == source) & stats["layer"].isin(order)]
+            line = line.assign(x=line["layer"].map(position)).sort_values("x")
+            spread = 2 * line["std"].fillna(0)
+            ax.plot(line["x"], line["mean"], marker="o", color=palette[source], lw=1.2, ms=3)
+            ax.fill_between(line["x"], line["mean"] - spread, line["mean"] + spread,
+                            color=palette[source], alpha=0.15, lw=0)  # fmt: skip
+        ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize="small")
+        ax.tick_params(axis="y", labelsize="small")
+    handles = [Line2D([], [], color=palette[s], marker="o", lw=1.2, ms=3) for s in sources]
+    _legend_below(fig, handles, sources, title="source (mean ± 2 std over seeds)")
+    fig.suptitle(f"Metrics per layer at pre-training checkpoint {last}")
+    return fig
 
 
 # --------------------------------------------------------------------------- fine-tuning

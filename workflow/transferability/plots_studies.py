@@ -205,7 +205,7 @@ def quanta_epochs(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
         target, source = targets[row], sources[col]
         part = data[(data["panel"] == target) & (data["source"] == source)]
         part = part.dropna(subset=["lambda_s"])
-        title = f"target {target} · source {source}"
+        title = f"target {target}\nsource {source}"
         ax.set_ylim(*limits)
         if part.empty:
             _no_data(ax, title)
@@ -391,6 +391,15 @@ def _f1_note(part: pd.DataFrame) -> str:
     return " · macro F1" if _uses_f1(part) else ""
 
 
+def _distinguishing_digits(bounds: np.ndarray, most: int = 4) -> int:
+    """Decimals that tell every finite level bound apart (at least 1, at most ``most``)."""
+    finite = np.unique(bounds[np.isfinite(bounds)])
+    for digits in range(1, most + 1):
+        if len(np.unique(np.round(finite, digits))) == len(finite):
+            return digits
+    return most
+
+
 def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """Mean test accuracy of the random tasks per transferability level (the LEEP paper's
     Fig. 2).
@@ -442,8 +451,11 @@ def random_tasks_levels(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
         if {"low", "high"} <= set(part.columns):
             bounds = part.groupby(part["level"].astype(int))[["low", "high"]].first()
             bounds = bounds.reindex(levels)
+            digits = _distinguishing_digits(bounds.to_numpy(float))
             ticks = [
-                f"{level}\n{lo:.2g}\n…{hi:.2g}" if np.isfinite(lo) and np.isfinite(hi) else tick
+                f"{level}\n{lo:.{digits}f}\n…{hi:.{digits}f}"
+                if np.isfinite(lo) and np.isfinite(hi)
+                else tick
                 for level, tick, lo, hi in zip(
                     levels,
                     ticks,
@@ -507,6 +519,9 @@ def random_tasks_convergence(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
         ax.axhline(0, color="0.3", ls="--", lw=1)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: no overlaps
+        counts = np.sort(part["x"].dropna().unique())
+        if len(counts) and counts.max() / max(counts.min(), 1e-12) < 100:  # < 2 decades
+            ax.set_xticks(counts, [f"{c:g}" for c in counts], fontsize="small")
         ax.set_title(title, fontsize="medium")
     _shared_labels(
         fig, axes, "fine-tuning samples (log; 0 at left)", "accuracy − reference accuracy"
