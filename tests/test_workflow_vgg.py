@@ -177,3 +177,37 @@ def test_zoo_config_plans_its_protocol(tmp_path):
     assert not any(rule in counts for rule in ("pretrain", "extract", "finetune"))
     policies = {t: s["policy"] for t, s in zoo["tracks"]["zoo"]["targets"].items()}
     assert sorted(set(policies.values())) == ["full", "linear_probe"]
+
+
+def test_a_torchvision_layout_target_runs_end_to_end(tmp_path):
+    """A target in torchvision's own CIFAR-10 layout (`format: cifar10`: pickled batches read
+    with the restricted unpickler) through split, extraction, metrics and fine-tuning."""
+    import numpy as np
+    from test_target_formats import CIFAR_SPECS, dump_cifar
+
+    folder, batches, meta, names_key, labels_key, classes = CIFAR_SPECS["cifar10"]
+    root = tmp_path / "cifar"
+    (root / folder).mkdir(parents=True)
+    dump_cifar(root / folder / meta, {names_key: [f"c{k}" for k in range(classes)]}, "py2")
+    rng = np.random.default_rng(0)
+    for name in batches:  # 3 images of every class per batch file: 18 per class
+        data = rng.integers(0, 256, (3 * classes, 3072), dtype=np.uint8)
+        labels = [k for k in range(classes) for _ in range(3)]
+        dump_cifar(root / folder / name, {"data": data, labels_key: labels}, "py2")
+    config = tiny_vgg_config()
+    vgg = config["tracks"]["vgg"]
+    vgg["sources"] = {"random": {"arch": "vgg_tiny", "weights": "random"}}
+    vgg["targets"] = {"cifar": {"root": str(root), "format": "cifar10", "batch_size": 16}}
+    vgg["baseline_seeds"], vgg["scratch"] = None, None
+    vgg["metrics"] = ["rsa", "logme", "leep"]
+    (tmp_path / "run").mkdir()
+    snakemake(tmp_path / "run", config, "--cores", "2")
+    tables = tmp_path / "run" / "results" / "vgg" / "tables"
+    split = pd.read_csv(tmp_path / "run" / "results" / "vgg" / "splits" / "cifar.csv")
+    assert split["path"].str.fullmatch(r"(data|test)_batch(_\d)?#\d+").all()
+    assert split.groupby("class").size().eq(18).all() and split["class"].nunique() == classes
+    metrics = pd.read_csv(tables / "metrics.csv")
+    assert set(metrics["metric"]) == {"rsa", "logme", "leep"}
+    assert metrics["value"].notna().all()
+    finetune = pd.read_csv(tables / "finetune.csv")
+    assert finetune["test_accuracy"].between(0, 1).all() and len(finetune) == 4
