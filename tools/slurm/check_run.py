@@ -1,7 +1,8 @@
 """Check a workflow run through SLURM against the same run on the local executor.
 
     python tools/slurm/check_run.py --slurm-dir D1 --slurm-log L1 --local-dir D2 --local-log L2 \
-        --jobcomp /tmp/transferability-slurm/jobcomp.log [--local-rules all]
+        --jobcomp /tmp/transferability-slurm/jobcomp.log [--local-rules all] \
+        [--subset TABLE.csv ...] [--requeued ID ...] [--cancelled ID ...]
 
 (a) Every job went through sbatch. Three independent records must agree:
     - the main Snakemake log: "Finished jobid: N (Rule: R)" for every job of the workflow, and
@@ -16,6 +17,15 @@
     (the `all` target), per rule.
 (b) The tables results/cnn/tables/*.csv of both runs are byte-identical (CPU runs are
     deterministic).
+(c) Fault run (tools/slurm/fault.sh): --subset names the only tables the SLURM run built (a part
+    of the DAG; its jobs per rule must then be at most the local run's). --requeued SLURM jobs
+    (`scontrol requeue` while running) were submitted once; slurmctld records the interrupted
+    run (JobState PENDING in SLURM 22.05, or REQUEUED), then COMPLETED 0:0, and the output
+    file shows only the rerun (SLURM truncates it). --cancelled SLURM jobs (`scancel` while
+    running) are recorded CANCELLED, their output does not count, and the log must show
+    Snakemake's retry in this order: the plugin's "SLURM-job '<id>' failed, SLURM status is:
+    'CANCELLED'", "Trying to restart job <N>." and a new "Job <N> has been submitted with SLURM
+    jobid <new id>"; those lines are printed.
 
 Prints a summary and exits non-zero on any failure.
 """
@@ -72,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         default=["all"],
         help="rules Snakemake runs in its own process, not through sbatch (default: all)",
     )
+    parser.add_argument(
+        "--subset",
+        nargs="+",
+        metavar="TABLE",
+        help="file names of the only tables the SLURM run built (e.g. layer_transfer.csv)",
+    )
+    parser.add_argument(
+        "--requeued", nargs="*", type=int, default=[], metavar="ID", help="SLURM ids requeued"
+    )
+    parser.add_argument(
+        "--cancelled", nargs="*", type=int, default=[], metavar="ID", help="SLURM ids cancelled"
+    )
     args = parser.parse_args(argv)
     failures: list[str] = []
 
@@ -88,9 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     local_jobs = Counter(FINISHED.findall(local_log))
     check(bool(DONE.search(slurm_log)), "SLURM run: no '(100%) done' line in its log")
     check(bool(DONE.search(local_log)), "local run: no '(100%) done' line in its log")
-    check(
-        slurm_jobs == local_jobs, f"jobs differ: SLURM {dict(slurm_jobs)} local {dict(local_jobs)}"
-    )
+    if args.subset:
+        check(bool(slurm_jobs), "SLURM run: no finished jobs")
+        check(
+            not (slurm_jobs - local_jobs),
+            f"SLURM run has jobs the local run lacks: {dict(slurm_jobs - local_jobs)}",
+        )
+    else:
+        check(
+            slurm_jobs == local_jobs,
+            f"jobs differ: SLURM {dict(slurm_jobs)} local {dict(local_jobs)}",
+        )
 
     # submissions, and what ran inside each SLURM allocation (its output file)
     submissions = SUBMITTED.findall(slurm_log)
@@ -102,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(logfile)
         if not check(path.is_file(), f"SLURM job {sid} (job {job}): no output file {path}"):
             continue
+        if int(sid) in args.cancelled:
+            continue  # killed: whatever it ran does not count (Snakemake ran the job again)
         text = path.read_text(errors="replace")
         ran = ran_in_step(text)
         check(bool(ran), f"SLURM job {sid}: its output {path} shows no job run by srun")
@@ -124,22 +156,74 @@ def main(argv: list[str] | None = None) -> int:
     )
     check(not stray, f"SLURM output files of jobs the run did not report: {stray}")
 
-    # slurmctld's own record of each SLURM job of this run
+    # (c) the injected faults, and the retry of each cancelled job in the log
+    retry_lines: list[str] = []
+    for sid in args.requeued:
+        check(sid in slurm_ids, f"requeued SLURM job {sid} was not submitted by this run")
+    by_sid = {int(sid): job for job, sid, _ in submissions}
+    log_lines = slurm_log.splitlines()
+    for sid in args.cancelled:
+        job = by_sid.get(sid)
+        if not check(job is not None, f"cancelled SLURM job {sid} was not submitted by this run"):
+            continue
+        failed = f"SLURM-job '{sid}' failed, SLURM status is: 'CANCELLED'"
+        restart = f"Trying to restart job {job}."
+        resubmitted = re.compile(
+            rf"^Job {re.escape(job)} has been submitted with SLURM jobid (\d+) "
+        )
+        steps = []  # line numbers of: failure, restart, resubmission (in this order)
+        for k, line in enumerate(log_lines):
+            if len(steps) == 0 and failed in line:
+                steps.append(k)
+            elif len(steps) == 1 and line.strip() == restart:
+                steps.append(k)
+            elif len(steps) == 2 and (m := resubmitted.match(line)) and int(m[1]) != sid:
+                steps.append(k)
+                break
+        retry_lines += [f"  {log_lines[k].strip()}" for k in steps]
+        check(
+            len(steps) == 3,
+            f"cancelled SLURM job {sid} (job {job}): the log lacks, in this order, "
+            + " / ".join(
+                [repr(failed), repr(restart), f"'Job {job} has been submitted ...'"][len(steps) :]
+            ),
+        )
+
+    # slurmctld's own record of each SLURM job of this run (a requeued job has one per run)
     run_ids = RUN_ID.findall(slurm_log)
     check(len(run_ids) == 1, f"expected one 'SLURM run ID' line, found {run_ids}")
     records = [r for r in jobcomp_records(args.jobcomp) if run_ids and r.get("Name") == run_ids[0]]
-    recorded = {int(r["JobId"]): r for r in records}
+    runs: dict[int, list[dict[str, str]]] = {}
+    for r in records:
+        runs.setdefault(int(r["JobId"]), []).append(r)
+    recorded = {sid: rs[-1] for sid, rs in runs.items()}  # the last run of each SLURM job
     check(
         set(recorded) == set(slurm_ids),
         f"slurmctld records {sorted(recorded)} != submitted {sorted(slurm_ids)}",
     )
     workdir = str(args.slurm_dir.resolve())
+
+    def states(sid: int) -> str:
+        return ", ".join(f"{r.get('JobState')} {r.get('ExitCode')}" for r in runs.get(sid, []))
+
     not_ok = [
-        f"{sid}: {r.get('JobState')} {r.get('ExitCode')}"
-        for sid, r in sorted(recorded.items())
-        if r.get("JobState") != "COMPLETED" or r.get("ExitCode") != "0:0"
+        f"{sid}: {states(sid)}"
+        for sid, rs in sorted(runs.items())
+        if sid not in args.cancelled
+        and (
+            rs[-1].get("JobState") != "COMPLETED"
+            or rs[-1].get("ExitCode") != "0:0"
+            or (len(rs) > 1) != (sid in args.requeued)
+            or any(r.get("JobState") not in ("PENDING", "REQUEUED") for r in rs[:-1])
+        )
     ]
-    check(not not_ok, f"SLURM jobs not COMPLETED with exit code 0:0: {not_ok}")
+    check(not not_ok, f"SLURM jobs not COMPLETED 0:0 (requeued ones: after a requeue): {not_ok}")
+    not_cancelled = [
+        f"{sid}: {states(sid) or 'no record'}"
+        for sid in args.cancelled
+        if [r.get("JobState") for r in runs.get(sid, [])] != ["CANCELLED"]
+    ]
+    check(not not_cancelled, f"cancelled SLURM jobs not recorded CANCELLED: {not_cancelled}")
     elsewhere = sorted(sid for sid, r in recorded.items() if r.get("WorkDir") != workdir)
     check(not elsewhere, f"SLURM jobs that did not run in {workdir}: {elsewhere}")
 
@@ -147,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(p.name for p in (args.local_dir / TABLES).glob("*.csv"))
     slurm_names = sorted(p.name for p in (args.slurm_dir / TABLES).glob("*.csv"))
     check(bool(names), f"local run wrote no {TABLES}/*.csv")
+    if args.subset:
+        check(
+            set(args.subset) <= set(names),
+            f"local run lacks {sorted(set(args.subset) - set(names))}",
+        )
+        names = sorted(set(args.subset) & set(names))
     check(names == slurm_names, f"table files differ: local {names} SLURM {slurm_names}")
     same = [
         n
@@ -189,10 +279,18 @@ def main(argv: list[str] | None = None) -> int:
         f"jobs outside SLURM: {dict(outside) or 'none'}"
     )
     print(f"tables {TABLES}/*.csv byte-identical to the local run: {len(same)}/{len(names)}")
+    if args.requeued:
+        print(
+            "requeued SLURM jobs, each run again under its id: "
+            + "; ".join(f"{sid}: {states(sid)}" for sid in args.requeued)
+        )
+    if args.cancelled:
+        print("cancelled SLURM jobs and Snakemake's retry, from the log:", *retry_lines, sep="\n")
     if failures:
         print("\nFAILED:", *failures, sep="\n  ")
         return 1
-    print("OK: every job but the local rules went through sbatch; tables identical")
+    faults = " after the injected faults" if args.requeued or args.cancelled else ""
+    print(f"OK: every job but the local rules went through sbatch{faults}; tables identical")
     return 0
 
 
