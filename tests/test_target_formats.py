@@ -246,16 +246,20 @@ MAKERS = {
 # --------------------------------------------------------------------------- listing
 
 
-def test_formats_constant():
-    assert FORMATS == (
-        "imagefolder",
-        "oxford_iiit_pet",
-        "flowers102",
-        "dtd",
-        "caltech101",
-        "cifar10",
-        "cifar100",
+def test_config_schema_offers_exactly_these_formats_and_policies():
+    """The schema's enums (checked before any job) and the library's names are one list."""
+    import yaml
+
+    from transferability.layers import POLICIES
+
+    schema = yaml.safe_load(
+        (Path(__file__).parents[1] / "schemas" / "config.schema.yaml").read_text()
     )
+    target = schema["$defs"]["image_target"]["properties"]
+    assert tuple(target["format"]["enum"]) == FORMATS
+    assert target["format"]["default"] == "imagefolder"
+    assert tuple(target["policy"]["enum"]) == POLICIES
+    assert tuple(schema["$defs"]["image_track"]["properties"]["policy"]["enum"]) == POLICIES
 
 
 def test_oxford_pet_listing_matches_torchvision(tmp_path):
