@@ -226,7 +226,7 @@ def hub_dir(tmp_path, monkeypatch):
 
 def test_checkpoint_round_trip(source, tmp_path):
     path = tmp_path / "final.pt"
-    save_checkpoint(path, source.state_dict(), families.checkpoint_meta(source))
+    save_checkpoint(path, source.state_dict(), source.spec.meta())
     loaded, meta = families.model_from_checkpoint(path)
     assert loaded.spec == source.spec and meta["arch"] == source.spec.arch
     assert not loaded.training

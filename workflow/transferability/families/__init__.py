@@ -3,7 +3,7 @@ architecture): build or load a model, list and record its layers, give its input
 and build the fine-tuning model under a named policy.
 
 A model built here carries its :class:`ModelSpec` as ``model.spec``; checkpoints store the spec
-in their metadata (:func:`checkpoint_meta`), so :func:`model_from_checkpoint` rebuilds any of
+in their metadata (``model.spec.meta()``), so :func:`model_from_checkpoint` rebuilds any of
 them. Families: :mod:`~transferability.families.thesis_cnn`,
 :mod:`~transferability.families.torchvision_family`; policies:
 :mod:`~transferability.families.policies`.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +38,7 @@ from transferability.families.torchvision_family import TORCHVISION_TESTED, Torc
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "POLICIES", "TORCHVISION_TESTED", "InputSpec", "ModelError",
-    "ModelSpec", "architectures", "build_model", "checkpoint_meta", "default_layers", "family_of",
+    "ModelSpec", "architectures", "build_model", "default_layers", "family_of",
     "finetune_model", "forward_layers", "head_classes", "head_layer", "input_spec", "layer_names",
     "load_model", "model_from_checkpoint", "train_mode", "trainable_names",
 ]  # fmt: skip
@@ -161,17 +160,13 @@ def finetune_model(
     return apply_policy(model, policy, head)
 
 
-def checkpoint_meta(model: nn.Module) -> dict[str, Any]:
-    """The metadata entries that let :func:`model_from_checkpoint` rebuild ``model``."""
-    return model.spec.meta()
-
-
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """``(model in eval mode, metadata)`` of a checkpoint written by the workflow."""
     from transferability.artifacts import load_checkpoint
 
     state, meta = load_checkpoint(Path(path))
     spec = ModelSpec.from_meta(meta)
-    model = family_of(spec).build(spec, 0)
-    family_of(spec).load_state(model, state, f"checkpoint {path}")
+    family = family_of(spec)
+    model = family.build(spec, 0)
+    family.load_state(model, state, f"checkpoint {path}")
     return model.eval(), meta
