@@ -141,6 +141,30 @@ def test_train_quanta_deterministic():
         assert torch.equal(value, second_state[key]), key
 
 
+def test_eval_every_tests_only_at_its_epochs_and_changes_nothing_else():
+    """eval_every=2 over 5 epochs evaluates the test set at epochs 0, 2, 4 and 5 (the last);
+    λ, training losses and the trained weights equal those of evaluating every epoch."""
+
+    def run(eval_every):
+        model = quanta_model(SOURCE, 3, "conv2", 0.9, seed=5)
+        history = train_quanta(model, TRAIN, TEST, epochs=5, batch_size=BATCH, lr=LR,
+                               data_seed=11, eval_every=eval_every)  # fmt: skip
+        return history, model.state_dict()
+
+    every, every_state = run(1)
+    sparse, sparse_state = run(2)
+    tested = sparse["test_accuracy"].notna()
+    assert sparse.loc[tested, "epoch"].tolist() == [0, 2, 4, 5]
+    assert sparse["test_loss"].notna().tolist() == tested.tolist()
+    pd.testing.assert_frame_equal(sparse[tested], every[tested], check_exact=True)
+    for column in ("epoch", "lambda_s", "lambda_t", "train_loss"):
+        pd.testing.assert_series_equal(sparse[column], every[column], check_exact=True)
+    for key, value in every_state.items():
+        assert torch.equal(value, sparse_state[key]), key
+    with pytest.raises(ValueError, match="eval_every must be >= 1, got 0"):
+        run(0)
+
+
 def test_quanta_score():
     history = pd.DataFrame(
         {"epoch": range(6), "lambda_s": [0.9, 0.8, 0.7, 0.6, 0.5, 0.2]},

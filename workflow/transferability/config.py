@@ -163,7 +163,8 @@ def layer_transfer_protocol(config: dict, track_name: str, target_name: str) -> 
 
 def quanta_protocol(config: dict, track_name: str) -> dict[str, Any]:
     settings = study(config, track_name, "quanta") or {}
-    keys = ("epochs", "last_epochs", "lr", "batch_size", "train_samples", "eval_samples")
+    keys = ("epochs", "last_epochs", "lr", "batch_size", "train_samples", "eval_samples",
+            "eval_every")  # fmt: skip
     return {key: settings[key] for key in keys}
 
 

@@ -51,6 +51,7 @@ from transferability.training import (
     Progress,
     Split,
     derive_seed,
+    eval_batch_size,
 )
 
 __all__ = ["Backend", "MultiRunCNN", "train_runs"]
@@ -58,10 +59,6 @@ __all__ = ["Backend", "MultiRunCNN", "train_runs"]
 log = logging.getLogger(__name__)
 
 Backend = Literal["grouped", "vmap"]
-
-#: Run-samples per evaluation chunk (batch = this // R): large batches without holding more than
-#: a few hundred MB of conv1 activations.
-EVAL_RUN_SAMPLES = 4096
 
 EvaluateFn = Callable[["MultiRunCNN"], Sequence[Mapping[str, float]]]
 
@@ -252,7 +249,7 @@ class MultiRunCNN:
         """(mean cross-entropy loss, accuracy) of every run (eval mode), each of shape (R,),
         float64 on CPU; all runs see each evaluation batch at once."""
         if batch_size is None:
-            batch_size = max(1, EVAL_RUN_SAMPLES // self.runs)
+            batch_size = eval_batch_size(self.device, self.runs)
         images = split.images.to(self.device)
         labels = split.labels.to(self.device)
         loss_sum = torch.zeros(self.runs, dtype=torch.float64, device=self.device)

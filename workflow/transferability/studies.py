@@ -172,6 +172,7 @@ def run_quanta(
             lr=float(protocol["lr"]),
             data_seed=derive_seed(seed, target, "quanta-data", run),
             device=on,
+            eval_every=int(protocol.get("eval_every", 1)),
         )
         identity = dict(
             zip(
