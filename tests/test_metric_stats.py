@@ -1,6 +1,9 @@
 """The streamed layer statistics equal the in-memory ones and direct NumPy computations."""
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from transferability.artifacts import write_activations
@@ -92,3 +95,41 @@ def test_metric_table_records_undefined_metrics_and_carries_on(tmp_path):
         assert "at least 2" in table.loc[name, "note"] or "2 classes" in table.loc[name, "note"]
     assert "duplicate" in table.loc["id", "note"]  # rows 3 and 7 are identical
     assert table.loc["leep", "layer"] == "logits"
+
+
+def test_metric_table_reuses_the_input_layer_rows_of_identical_images(tmp_path, monkeypatch):
+    """With ``reuse``, an input layer with the same values and labels as an earlier one is not
+    recomputed and gives the same rows; other layers, and an input layer of other images, are
+    computed."""
+    import transferability.metrics as metrics_module
+    from transferability.pipeline import metric_table
+
+    x, y = _activations()
+    other = x.copy()
+    other[0] += 1.0
+
+    def files(step, images):
+        paths = []
+        for layer, values in (("input", images), ("conv1", x * (step + 2))):
+            paths.append(tmp_path / f"step{step}_{layer}.h5")
+            write_activations(paths[-1], values, y, np.arange(len(y)), {"layer": layer})
+        return paths
+
+    names = ["id", "ss", "rsa", "logme", "s4"]
+    expected = [metric_table(files(step, x), names) for step in range(3)]
+    calls = []
+    real = metrics_module.layer_stats_from_h5
+
+    def counted(path, **options):
+        calls.append(Path(path).name)
+        return real(path, **options)
+
+    monkeypatch.setattr(metrics_module, "layer_stats_from_h5", counted)
+    reuse = {}
+    got = [metric_table(files(step, x), names, reuse=reuse) for step in range(3)]
+    for want, have in zip(expected, got, strict=True):
+        pd.testing.assert_frame_equal(want, have)
+    assert calls == ["step0_input.h5", "step0_conv1.h5", "step1_conv1.h5", "step2_conv1.h5"]
+    calls.clear()
+    metric_table(files(3, other), names, reuse=reuse)
+    assert calls == ["step3_input.h5", "step3_conv1.h5"]

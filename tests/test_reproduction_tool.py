@@ -81,3 +81,26 @@ def test_pooled_table_orders_metrics_by_oriented_rho():
     pooled = table[(table["grouping"] == "all") & (table["layer"] == "pool2")]
     order = pooled.groupby("metric")["rho_oriented"].mean().sort_values(ascending=False)
     assert [row.split("`")[1] for row in rows] == list(order.index)
+
+
+def test_finetune_cut_table_lists_every_metric_at_each_cut_and_the_largest_change():
+    metrics, finetune = _tables(2)
+    text = reproduction.finetune_cut_table(metrics, finetune, ["300b", "1e"])
+    lines = text.splitlines()
+    assert lines[0].startswith("| metric | fashion_mnist ρ to 300b | fashion_mnist ρ to 1e |")
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| `")}
+    assert sorted(rows) == ["| `id` @ pool2", "| `logme` @ pool2", "| `rsa` @ pool2",
+                            "| `ss` @ pool2"]  # fmt: skip
+    # each cell is pooled() of that cut; the last column the largest |Δρ| within a target
+    deltas = []
+    for metric in ("id", "ss", "rsa", "logme"):
+        rho = {}
+        for cut in ("300b", "1e"):
+            got = reproduction.pooled(metrics, finetune, seeds=[0, 1], pretrain_steps=STEPS,
+                                      finetune_last=cut, names=[metric])  # fmt: skip
+            rho[cut] = got.set_index("target")["rho"]
+        delta = max(abs(rho["300b"][t] - rho["1e"][t]) for t in ("mnist", "fashion_mnist"))
+        assert rows[f"| `{metric}` @ pool2"].endswith(f" | {delta:.3f} |")
+        deltas.append(delta)
+    assert lines[-1] == (f"n = {3 * len(STEPS)} models (seeds averaged); largest |Δρ| over all "
+                         f"metrics: {max(deltas):.3f}")  # fmt: skip

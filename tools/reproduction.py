@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from transferability.analysis import correlation_table
-from transferability.metrics import METRICS
+from transferability.metrics import METRICS, metric_names
 from transferability.schedule import sort_labels
 
 THESIS_METRICS = ("id", "ss", "rsa")
+PREDICTION_METRICS = frozenset(metric_names("prediction"))
 EXPECTED_SIGN = {"id": -1, "ss": -1, "rsa": 1}  # thesis §3.3: ID and SS negative, RSA positive
 TABLES = ("correlations", "logauc", "pretrain", "metrics")
 FIGURES = ("correlations", "correlations_source", "correlations_pretrain_step",
@@ -49,6 +51,7 @@ def pooled(
     pretrain_steps: list[str],
     finetune_last: str,
     layer: str = "pool2",
+    names: Sequence[str] = THESIS_METRICS,
 ) -> pd.DataFrame:
     """Pooled correlations at ``layer`` of the nested protocol: ``seeds``, the pre-training
     checkpoints ``pretrain_steps``, fine-tuning curves up to ``finetune_last``."""
@@ -58,14 +61,14 @@ def pooled(
         metrics["seed"].isin(seeds)
         & metrics["step"].astype(str).isin(pretrain_steps)
         & (metrics["layer"] == layer)
-        & metrics["metric"].isin(THESIS_METRICS)
+        & metrics["metric"].isin(names)
     ]
     f = finetune[
         finetune["seed"].isin(seeds)
         & finetune["pretrain_step"].astype(str).isin(pretrain_steps)
         & finetune["finetune_step"].astype(str).isin(kept)
     ]
-    directions = {name: METRICS[name].higher_is_better for name in THESIS_METRICS}
+    directions = {name: METRICS[name].higher_is_better for name in names}
     table = correlation_table("cnn", m.assign(step=m["step"].astype(str)), f, directions)
     return table[table["grouping"] == "all"]
 
@@ -162,6 +165,52 @@ def pooled_table(correlations: pd.DataFrame, layer: str = "pool2") -> str:
     return "\n".join(lines)
 
 
+def finetune_cut_table(
+    metrics: pd.DataFrame, finetune: pd.DataFrame, cuts: list[str], layer: str = "pool2"
+) -> str:
+    """Every metric's pooled ρ (all seeds and pre-training checkpoints of the run) with the
+    log-AUC of fine-tuning curves cut at each of ``cuts``, side by side, and the largest |Δρ|
+    between the cuts: how much the main result depends on how long fine-tuning runs."""
+    seeds = sorted(int(s) for s in metrics["seed"].unique())
+    steps = sort_labels(list(metrics["step"].astype(str).unique()))
+    names = sorted(m for m in metrics["metric"].unique() if m in METRICS)
+    per_cut = {}
+    for cut in cuts:
+        parts = []
+        layer_names = [m for m in names if m not in PREDICTION_METRICS]
+        prediction_names = [m for m in names if m in PREDICTION_METRICS]
+        for where, chosen in ((layer, layer_names), ("logits", prediction_names)):
+            rows = pooled(metrics, finetune, seeds=seeds, pretrain_steps=steps,
+                          finetune_last=cut, layer=where, names=chosen)  # fmt: skip
+            parts.append(rows.assign(where=where))
+        per_cut[cut] = pd.concat(parts).set_index(["target", "metric"])
+    first = per_cut[cuts[0]]
+    targets = sorted(first.index.get_level_values("target").unique())
+    head = "| metric | " + " | ".join(f"{t} ρ to {c}" for t in targets for c in cuts)
+    lines = [head + " | max \\|Δρ\\| |", "|---|" + "---|" * (len(targets) * len(cuts) + 1)]
+    worst = 0.0
+    for metric in sorted(first.index.get_level_values("metric").unique()):
+        cells, rhos = [], []
+        for target in targets:
+            for cut in cuts:
+                row = per_cut[cut].loc[(target, metric)]
+                cells.append(_cell(row))
+                rhos.append((target, row["rho"]))
+        deltas = [
+            abs(a - b)
+            for (ta, a), (tb, b) in zip(rhos, rhos[1:], strict=False)
+            if ta == tb and pd.notna(a) and pd.notna(b)
+        ]
+        delta = max(deltas) if deltas else float("nan")
+        worst = max(worst, delta) if pd.notna(delta) else worst
+        where = first.loc[(targets[0], metric), "where"]
+        lines.append(f"| `{metric}` @ {where} | " + " | ".join(cells) + f" | {delta:.3f} |")
+    n = int(first["n"].iloc[0])
+    lines.append("")
+    lines.append(f"n = {n} models (seeds averaged); largest |Δρ| over all metrics: {worst:.3f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/cnn"))
@@ -169,8 +218,19 @@ def main() -> None:
     parser.add_argument(
         "--pooled", action="store_true", help="only print every metric's pooled table"
     )
+    parser.add_argument(
+        "--finetune-cut",
+        nargs="+",
+        metavar="STEP",
+        help="only print every metric's pooled ρ with fine-tuning curves cut at these steps",
+    )
     args = parser.parse_args()
     tables, figures = args.results / "tables", args.results / "figures"
+    if args.finetune_cut:
+        metrics = pd.read_csv(tables / "metrics.csv")
+        finetune = pd.read_csv(tables / "finetune.csv")
+        print(finetune_cut_table(metrics, finetune, args.finetune_cut))
+        return
     if args.pooled:
         print(pooled_table(pd.read_csv(tables / "correlations.csv")))
         return

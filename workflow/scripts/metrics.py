@@ -6,9 +6,10 @@ from transferability.pipeline import metric_table, setup_logging
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 n_layers = len(sm.params.layers)
+reuse = {}  # the input layer's rows, computed once for all checkpoints of the run
 for i, (step, out) in enumerate(zip(sm.params.steps, sm.output, strict=True)):
     layer_files = sm.input.activations[i * n_layers : (i + 1) * n_layers]
-    table = metric_table(layer_files, sm.params.metrics, sm.input.logits[i])
+    table = metric_table(layer_files, sm.params.metrics, sm.input.logits[i], reuse=reuse)
     table.insert(0, "step", step)
     for column in ("seed", "source", "target", "track"):
         table.insert(0, column, sm.wildcards[column])

@@ -260,10 +260,27 @@ def _safely(metric, *inputs) -> tuple[float, str]:
     return value, note
 
 
+#: The layer whose values never depend on the model's weights: the images as fed to the network.
+INPUT_LAYER = "input"
+
+
+def _input_digest(path: str | Path) -> str:
+    """A digest of an input layer's activations and labels (the key of its metric rows)."""
+    import hashlib
+
+    features, labels, _ = read_activations(path)
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (features, labels):
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def metric_table(
     activation_files: Sequence[str | Path],
     metrics: Sequence[str],
     logits_file: str | Path | None = None,
+    reuse: dict[tuple, list[dict]] | None = None,
 ) -> pd.DataFrame:
     """Tidy rows (layer, metric, value, note) for one model on one target.
 
@@ -272,6 +289,11 @@ def metric_table(
     head's logits, reported under layer ``logits``. Aggregate metrics (``c56``) compare models
     and are added by :func:`build_tables`. A metric that is undefined on these data is NaN with
     the reason in ``note``; unreadable files and NaN/Inf activations raise, naming the file.
+
+    ``reuse``: a dict shared by the calls for several models (e.g. the checkpoints of one run);
+    the ``input`` layer's rows are kept there under a digest of its values and labels and reused
+    when another model's input layer has the same ones (every checkpoint of a run sees the same
+    images, so its rows are computed once per run, not once per checkpoint).
     """
     from transferability.metrics import layer_stats_from_h5, metric_names, stats_options
 
@@ -280,9 +302,18 @@ def metric_table(
     options = stats_options(layer_metrics)
     rows = []
     for path in activation_files if layer_metrics else []:
-        stats = layer_stats_from_h5(path, **options)
         layer = read_attrs(path).get("layer", Path(path).stem)
-        rows += layer_metric_rows(layer, stats, layer_metrics)
+        key = None
+        if reuse is not None and layer == INPUT_LAYER:
+            key = (_input_digest(path), tuple(layer_metrics))
+            if key in reuse:
+                rows += [dict(row) for row in reuse[key]]
+                continue
+        stats = layer_stats_from_h5(path, **options)
+        layer_rows = layer_metric_rows(layer, stats, layer_metrics)
+        if key is not None:
+            reuse[key] = [dict(row) for row in layer_rows]
+        rows += layer_rows
     if prediction_metrics and logits_file is None:  # an encoder-only source has no head
         for name in prediction_metrics:
             note = "undefined: the source model has no classifier head (no logits)"
