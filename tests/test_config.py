@@ -34,6 +34,21 @@ def test_shipped_configs_pass_the_semantic_checks(name):
     tconfig.check(_validated(name))
 
 
+def test_paper_config_merged_into_the_demo_keeps_the_papers_study_protocols():
+    """`--configfile config/paper.yaml` merges into config.yaml: none of the demo's scaled study
+    settings (QUANTA on seed 0, tested before/after only; layer transfer to 100b) may leak."""
+    from snakemake.utils import update_config, validate
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(cfg, yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
+    validate(cfg, str(REPO / "schemas" / "config.schema.yaml"))
+    quanta = tconfig.quanta_protocol(cfg, "cnn")
+    assert quanta["eval_every"] == 1 and quanta["epochs"] == 60 and quanta["lr"] == 1.0e-4
+    assert tconfig.study_seeds(cfg, "cnn", "quanta") == cfg["tracks"]["cnn"]["seeds"]
+    assert tconfig.layer_transfer_protocol(cfg, "cnn", "mnist")["checkpoints"][-1] == "10e"
+    assert len(tconfig.family_tasks(cfg, "cnn", "imbalanced")) == 200
+
+
 def test_protocol_resolution_applies_source_overrides():
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     assert tconfig.pretrain_protocol(cfg, "cnn", "mnist_split1")["batch_size"] == 32
@@ -110,17 +125,22 @@ def test_study_resolution():
     assert tconfig.study_sources(cfg, "cnn", "layer_transfer") == ["mnist", "fashion_mnist"]
     assert tconfig.base_role(cfg, "cnn", "mnist", "mnist") == "B"
     assert tconfig.base_role(cfg, "cnn", "fashion_mnist", "mnist") == "A"
-    # layer transfer without its own protocol trains like the track's fine-tuning
-    assert tconfig.layer_transfer_protocol(cfg, "cnn", "mnist") == tconfig.finetune_protocol(
-        cfg, "cnn", "mnist"
-    )
+    # the demo's layer transfer trains like the track's fine-tuning, tested before and after
+    track_protocol = tconfig.finetune_protocol(cfg, "cnn", "mnist")
+    assert tconfig.layer_transfer_protocol(cfg, "cnn", "mnist") == {
+        **track_protocol,
+        "checkpoints": ["0", "100b"],
+    }
+    # without its own protocol it trains like the track's fine-tuning
+    del cfg["tracks"]["cnn"]["studies"]["layer_transfer"]["finetune"]
+    assert tconfig.layer_transfer_protocol(cfg, "cnn", "mnist") == track_protocol
     assert tconfig.study_seeds(cfg, "cnn", "random_tasks") == [0]
     assert tconfig.study_seeds(cfg, "cnn", "layer_transfer") == [0]
-    assert tconfig.study_seeds(cfg, "cnn", "quanta") == cfg["tracks"]["cnn"]["seeds"]
+    assert tconfig.study_seeds(cfg, "cnn", "quanta") == [0]
     assert "c56" not in tconfig.random_tasks_metrics(cfg, "cnn")
     assert tconfig.levels_layer(cfg, "cnn") == "logits"
     tasks = tconfig.family_tasks(cfg, "cnn", "imbalanced")
-    assert len(tasks) == 10 and all(sorted(t.train_per_class) == [30, 150] for t in tasks)
+    assert len(tasks) == 6 and all(sorted(t.train_per_class) == [30, 150] for t in tasks)
     assert tconfig.family_tasks(cfg, "cnn", "imbalanced") == tasks  # drawn from the seed
     assert tconfig.family_setting(cfg, "cnn", "small") == "small, balanced"
     # every figure a study draws is registered with the plotting code, reading its study's tables
