@@ -65,7 +65,7 @@ EvaluateFn = Callable[["MultiRunCNN"], Sequence[Mapping[str, float]]]
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
     # The same float operations as training.to_input, so that inputs are bit-identical.
-    return (images.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    return (images.to(torch.get_default_dtype()) / 255.0 - PIXEL_MEAN) / PIXEL_STD
 
 
 def _normalise_(x: torch.Tensor) -> torch.Tensor:

@@ -102,7 +102,7 @@ def grey_to_rgb(images, size: int):
 
     from transferability.families import IMAGENET_MEAN, IMAGENET_STD
 
-    x = images.float().div(255.0).unsqueeze(1)
+    x = images.to(torch.get_default_dtype()).div(255.0).unsqueeze(1)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

@@ -103,9 +103,7 @@ class QuantaCNN(nn.Module):
         self.source = copy.deepcopy(source)
         self.source.requires_grad_(False)
         self.source.eval()
-        self.v = nn.Parameter(
-            torch.tensor([math.log(lambda_init), math.log1p(-lambda_init)], dtype=torch.float32)
-        )
+        self.v = nn.Parameter(torch.tensor([math.log(lambda_init), math.log1p(-lambda_init)]))
 
     @property
     def num_classes(self) -> int:

@@ -43,6 +43,26 @@ def eval_batch_size(device: str | torch.device, runs: int = 1) -> int:
     return max(1, per_batch // runs)
 
 
+#: Test-only precision switch: ``TRANSFERABILITY_DTYPE=float64`` makes every job train, evaluate
+#: and extract in float64 (torch's default dtype; activation files stay float32). float32
+#: training is bit-reproducible on one machine but not across instruction sets (AVX-512 vs AVX2
+#: kernels round differently and training amplifies it); in float64 the same tiny runs agree
+#: across them within the tolerances of tests/test_golden_tables.py (docs/reliability.md).
+DTYPE_ENV = "TRANSFERABILITY_DTYPE"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def compute_dtype() -> torch.dtype:
+    """The floating-point dtype jobs compute in: float32 unless :data:`DTYPE_ENV` says
+    otherwise."""
+    name = os.environ.get(DTYPE_ENV, "float32")
+    if name not in DTYPES:
+        raise ValueError(
+            f"environment variable {DTYPE_ENV}={name!r}: expected one of {list(DTYPES)}"
+        )
+    return DTYPES[name]
+
+
 def configure_torch(threads: int, device: str = "auto") -> torch.device:
     """Set up torch for one workflow job and return the device it trains on.
 
@@ -59,6 +79,7 @@ def configure_torch(threads: int, device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config 'device: cuda' but torch sees no CUDA device on this machine")
     torch.set_num_threads(threads)
+    torch.set_default_dtype(compute_dtype())
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -75,13 +96,14 @@ def derive_seed(*parts: int | str) -> int:
 
 
 def to_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 images (n, 28, 28) → normalised float32 (n, 1, 28, 28) in channels_last layout."""
+    """uint8 images (n, 28, 28) → normalised floats (n, 1, 28, 28) in channels_last layout
+    (torch's default dtype: float32, or float64 under :data:`DTYPE_ENV`)."""
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8 or x.ndim != 3:
         raise ValueError(
             f"expected uint8 images of shape (n, h, w), got {x.dtype} {tuple(x.shape)}"
         )
-    x = (x.float().unsqueeze(1) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    x = (x.to(torch.get_default_dtype()).unsqueeze(1) / 255.0 - PIXEL_MEAN) / PIXEL_STD
     return x.contiguous(memory_format=torch.channels_last)
 
 
