@@ -7,7 +7,7 @@ DATA := resources/datasets
 CORES ?= all
 SNAKEMAKE := $(VENV)/bin/snakemake
 
-.PHONY: install data browser run report test test-slurm lint format dryrun-paper clean-results
+.PHONY: install data browser run report test test-portability test-slurm goldens lint format dryrun-paper clean-results
 
 install: $(STAMP) data
 
@@ -54,7 +54,19 @@ report: $(STAMP)
 
 test: install browser
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-portability
 	$(MAKE) --no-print-directory test-slurm
+
+# The golden tables again with every CPU-dispatching library capped at AVX2 (tests/goldens.py
+# AVX2_CAPS: PyTorch, oneDNN, MKL, OpenBLAS, NumPy), so that a result which holds only on this
+# machine's instruction set fails here too (docs/reliability.md).
+test-portability: install
+	$(PY) tests/goldens.py --test-capped
+
+# Rewrite tests/golden/ (tiny runs in float64, stage inputs and outputs, PROVENANCE.json with the
+# commit and settings). Review the diff: a golden changes only with a deliberate change of results.
+goldens: install
+	$(PY) tests/goldens.py
 
 # The tiny workflow through a real single-node SLURM (started and stopped here; needs root for
 # apt-get and the daemons) with profiles/slurm, compared with a local run (README, "Running on a cluster").

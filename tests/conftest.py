@@ -28,6 +28,16 @@ def vgg_run(tmp_path_factory) -> Path:
     return _run(tmp_path_factory, "tiny_vgg", tiny_vgg_config())
 
 
+@pytest.fixture(scope="session")
+def float64_runs(tmp_path_factory) -> dict[str, Path]:
+    """The tiny CNN and VGG runs trained in float64 (the golden tables' runs,
+    tests/goldens.py): ``{track: its results/{track}/tables folder}``."""
+    from goldens import TRACKS, run_float64
+
+    root = tmp_path_factory.mktemp("float64")
+    return {track: run_float64(root / track, track) / "tables" for track in TRACKS}
+
+
 @pytest.fixture
 def tiny_copy(tiny_run, tmp_path) -> Path:
     """A private copy of the completed run (with Snakemake's metadata) for destructive tests."""

@@ -372,7 +372,7 @@ def test_metrics_per_layer_wraps_metrics_and_shows_each_metrics_own_layers():
     and a layer metric's panel has no tick for the `logits` of the prediction metrics."""
     from transferability.plots import MAX_COLUMNS
 
-    golden = pd.read_csv(Path(__file__).parent / "golden" / "cnn" / "metrics.csv")
+    golden = pd.read_csv(Path(__file__).parent / "golden" / "training" / "cnn" / "metrics.csv")
     fig = FIGURES["metrics_per_layer"]({"metrics": golden})
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == golden["target"].nunique() * golden["metric"].nunique()
