@@ -227,3 +227,111 @@ def test_values_equal_up_to_rounding_noise_count_as_constant():
     assert math.isnan(got["rho"]) and "constant" in got["note"]
     # real differences well above the noise level still rank
     assert correlate(9.0 + 1e-6 * np.arange(6), np.arange(6.0))["rho"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ bootstrap and baselines
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+def test_resampled_correlations_equal_scipy_per_resample():
+    from transferability.analysis import Bootstrap, spearman_resampled, weighted_tau_resampled
+
+    rng = np.random.default_rng(1)
+    for n, ties in ((5, True), (12, True), (36, False)):
+        x = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
+        y = rng.random(n)
+        idx = Bootstrap(resamples=200, seed=3).indices(n)
+        rho = spearman_resampled(x, y, idx)
+        wtau = weighted_tau_resampled(x, y, idx, chunk_pairs=500)  # several chunks
+        for i in range(len(idx)):
+            want = stats.spearmanr(x[idx[i]], y[idx[i]]).statistic
+            assert rho[i] == pytest.approx(want, abs=1e-12, nan_ok=True)
+            want = stats.weightedtau(x[idx[i]], y[idx[i]]).statistic
+            assert wtau[i] == pytest.approx(want, abs=1e-12, nan_ok=True)
+
+
+def test_bootstrap_interval_contains_the_estimate_and_matches_scipy():
+    from transferability.analysis import Bootstrap, correlate
+
+    rng = np.random.default_rng(7)
+    truth = rng.random(30)
+    metric = truth + rng.normal(0, 0.15, 30)
+    row = correlate(metric, truth, True, Bootstrap())
+    assert row["rho_boot_low"] < row["rho"] < row["rho_boot_high"]
+    assert row["wtau_boot_low"] < row["weighted_tau"] < row["wtau_boot_high"]
+    # the same percentile interval from scipy's resampler (other draws): within Monte Carlo error
+    ref = stats.bootstrap((metric, truth), lambda a, b: stats.spearmanr(a, b).statistic,
+                          paired=True, vectorized=False, n_resamples=2000, method="percentile",
+                          random_state=np.random.default_rng(0)).confidence_interval  # fmt: skip
+    assert row["rho_boot_low"] == pytest.approx(ref.low, abs=0.03)
+    assert row["rho_boot_high"] == pytest.approx(ref.high, abs=0.03)
+    # deterministic: the same seed gives the same interval, another seed another one
+    assert correlate(metric, truth, True, Bootstrap())["rho_boot_low"] == row["rho_boot_low"]
+    assert correlate(metric, truth, True, Bootstrap(seed=1))["rho_boot_low"] != row["rho_boot_low"]
+
+
+def test_bootstrap_of_a_perfectly_monotone_metric_is_degenerate():
+    from transferability.analysis import Bootstrap, correlate
+
+    truth = np.linspace(0.1, 0.9, 12)
+    row = correlate(-np.exp(truth), truth, False, Bootstrap(resamples=500))
+    assert row["rho"] == -1.0 and row["rho_boot_low"] == row["rho_boot_high"] == -1.0
+    assert row["weighted_tau"] == 1.0 and row["wtau_boot_low"] == row["wtau_boot_high"] == 1.0
+
+
+def test_paired_not_better():
+    from transferability.analysis import Bootstrap, paired_not_better
+
+    rng = np.random.default_rng(2)
+    truth = rng.random(36)
+    good = truth + rng.normal(0, 1e-3, 36)
+    noisy = truth + rng.normal(0, 0.5, 36)
+    assert paired_not_better(good, noisy, truth, Bootstrap()) < 0.01
+    assert paired_not_better(noisy, good, truth, Bootstrap()) > 0.99
+    assert paired_not_better(noisy, noisy.copy(), truth, Bootstrap()) == 0.5
+
+
+def test_bootstrap_settings_are_checked():
+    from transferability.analysis import Bootstrap
+
+    with pytest.raises(ValueError, match="resamples must be >= 1"):
+        Bootstrap(resamples=0)
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+        Bootstrap(confidence=1.0)
+
+
+def test_correlation_table_compares_every_metric_with_the_best_baseline():
+    from transferability.analysis import Bootstrap, correlation_table
+
+    rng = np.random.default_rng(5)
+    models = [(s, step) for s in ("a", "b", "c", "d") for step in ("0", "10b", "1e")]
+    truth = {m: rng.random() for m in models}
+    finetune = pd.DataFrame([
+        {"target": "t", "source": s, "seed": 0, "pretrain_step": step, "finetune_step": f,
+         "samples": samples, "test_accuracy": truth[(s, step)] * (1 + samples / 100)}
+        for (s, step) in models for f, samples in (("0", 0), ("5b", 160))
+    ])  # fmt: skip
+    # each curve's log-AUC is proportional to truth: the models' order is truth's
+    metric_values = {
+        "good": {m: truth[m] + rng.normal(0, 1e-3) for m in models},
+        "baseline_random": {m: rng.random() for m in models},
+        "baseline_weak": {m: truth[m] + rng.normal(0, 0.3) for m in models},
+    }
+    metrics = pd.DataFrame([
+        {"track": "cnn", "target": "t", "source": s, "seed": 0, "step": step,
+         "layer": "model" if name.startswith("baseline_") else "fc1", "metric": name,
+         "value": values[(s, step)], "note": ""}
+        for name, values in metric_values.items() for (s, step) in models
+    ])  # fmt: skip
+    directions = dict.fromkeys(metric_values, True)
+    table = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
+    row = table[(table.metric == "good") & (table.grouping == "all")].iloc[0]
+    baselines = table[table.metric.str.startswith("baseline_") & (table.grouping == "all")]
+    best = baselines.loc[baselines["rho_oriented"].idxmax()]
+    assert row["best_baseline"] == best["metric"]
+    assert row["delta_rho_vs_baseline"] == pytest.approx(row["rho_oriented"] - best["rho_oriented"])
+    assert 0.0 <= row["p_not_better"] < 0.05
+    assert row["rho_boot_low"] <= row["rho"] <= row["rho_boot_high"]
+    assert (baselines["best_baseline"] == "").all() and baselines["p_not_better"].isna().all()
+    again = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
+    pd.testing.assert_frame_equal(table, again)

@@ -219,6 +219,17 @@ IMAGE_TRACKS: tuple[str, ...] = (VGG_TRACK, "zoo")
 DEFAULT_IMAGE_POLICY = "last_conv"
 
 
+def baselines(config: dict, track_name: str) -> list[str]:
+    """The track's trivial baselines (``baselines:``; null = all that apply to its kind,
+    :data:`transferability.baselines.DEFAULTS`)."""
+    from transferability.baselines import DEFAULTS
+
+    chosen = track(config, track_name).get("baselines")
+    if chosen is None:
+        chosen = DEFAULTS["image" if track_name in IMAGE_TRACKS else "cnn"]
+    return list(chosen)
+
+
 def image_weights(config: dict, track_name: str, source_name: str) -> str:
     """Where a source's weights come from: a file path, a torchvision weight name, "random",
     or (``pretrain_on``) the file the workflow trains for it."""
