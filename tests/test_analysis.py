@@ -335,3 +335,32 @@ def test_correlation_table_compares_every_metric_with_the_best_baseline():
     assert (baselines["best_baseline"] == "").all() and baselines["p_not_better"].isna().all()
     again = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_source_pools():
+    from transferability.analysis import MAX_POOLS, source_pools
+
+    six = source_pools([f"s{i}" for i in range(6)])
+    assert len(six) == 6 and all(len(p) == 5 for p in six) and len(set(six)) == 6
+    assert source_pools(["a", "b"]) == []
+    many = source_pools([f"s{i:02d}" for i in range(30)], seed=1)
+    assert len(many) == MAX_POOLS and all(len(p) == 27 for p in many)
+    assert many == source_pools([f"s{i:02d}" for i in range(30)], seed=1)
+
+
+def test_source_pool_stability():
+    from transferability.analysis import source_pool_stability
+
+    index = pd.MultiIndex.from_tuples(
+        [(s, step) for s in "abcdef" for step in ("0", "1e")], names=["source", "pretrain_step"]
+    )
+    truth = np.arange(12, dtype=float)
+    perfect = pd.DataFrame({"value": truth * 2, "truth": truth}, index=index)
+    row = source_pool_stability(perfect)
+    assert row == pytest.approx({"rho_pool_p05": 1.0, "rho_pool_p95": 1.0, "top1_stable": 1.0})
+    # source f's models (the two best) ranked last: perfect only in the pool without f
+    swapped = perfect.copy()
+    swapped.loc["f", "value"] = [-2.0, -1.0]
+    row = source_pool_stability(swapped)
+    assert row["rho_pool_p95"] == pytest.approx(1.0) and row["rho_pool_p05"] < 0.8
+    assert row["top1_stable"] == pytest.approx(1 / 6)

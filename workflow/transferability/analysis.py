@@ -29,11 +29,13 @@ ZERO_OFFSET = 10**-0.5
 BOOTSTRAP_COLUMNS = ["rho_boot_low", "rho_boot_high", "wtau_boot_low", "wtau_boot_high"]
 #: Each metric against the strongest trivial baseline of its group (:func:`paired_not_better`).
 BASELINE_COLUMNS = ["best_baseline", "delta_rho_vs_baseline", "p_not_better"]
+#: Stability over sub-sampled source pools, grouping ``all`` (:func:`source_pool_stability`).
+POOL_COLUMNS = ["rho_pool_p05", "rho_pool_p95", "top1_stable"]
 CORRELATION_COLUMNS = ["track", "target", "layer", "metric", "grouping", "group", "n", "rho",
                        "pvalue", "ci_low", "ci_high", "significant", "rho_oriented",
                        "kendall_tau", "weighted_tau", "pearson", "top1_regret", "relative_top1",
                        "best_in_top3", *BOOTSTRAP_COLUMNS, *BASELINE_COLUMNS,
-                       "note"]  # fmt: skip
+                       *POOL_COLUMNS, "note"]  # fmt: skip
 GROUPINGS = ("all", "source", "pretrain_step", "finetune_step")
 
 
@@ -129,6 +131,54 @@ def bootstrap_intervals(
     wtau_low, wtau_high = _percentiles(wtau, bootstrap.confidence)
     return {"rho_boot_low": rho_low, "rho_boot_high": rho_high, "wtau_boot_low": wtau_low,
             "wtau_boot_high": wtau_high}  # fmt: skip
+
+
+#: Source pools of :func:`source_pools`: the fraction of sources each pool drops, and the most
+#: pools drawn when there are more combinations (Agostinelli et al. 2022).
+POOL_DROP_FRACTION = 0.1
+MAX_POOLS = 200
+
+
+def source_pools(sources: Sequence[str], seed: int = 0) -> list[tuple[str, ...]]:
+    """Sub-sampled source pools: each drops ``max(1, round(0.1 · S))`` of the S sources (all of
+    a dropped source's models go together). Every combination when there are at most
+    :data:`MAX_POOLS`, else that many drawn with a generator seeded by ``seed``; none for fewer
+    than 3 sources."""
+    import itertools
+
+    sources = sorted(sources)
+    if len(sources) < 3:
+        return []
+    keep = len(sources) - max(1, round(POOL_DROP_FRACTION * len(sources)))
+    if math.comb(len(sources), keep) <= MAX_POOLS:
+        return list(itertools.combinations(sources, keep))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, len(sources)]))
+    pools = {tuple(sorted(rng.choice(sources, keep, replace=False))) for _ in range(4 * MAX_POOLS)}
+    return sorted(pools)[:MAX_POOLS]
+
+
+def source_pool_stability(scores: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """How stable a metric's evaluation is over source pools (Agostinelli et al. 2022, "How
+    stable are transferability metrics evaluations?"): over :func:`source_pools` of the models'
+    sources, the 5th and 95th percentile of the oriented Spearman ρ (``rho_pool_p05``,
+    ``rho_pool_p95``) and ``top1_stable``, the fraction of pools in which the metric's
+    top-ranked model is the pool's best model. ``scores``: columns ``value`` (oriented metric)
+    and ``truth``, index levels (source, pretrain_step); NaN rows are dropped first."""
+    scores = scores.dropna()
+    sources = scores.index.get_level_values(0)
+    rhos, hits = [], []
+    for pool in source_pools(sources.unique(), seed):
+        part = scores[sources.isin(pool)]
+        if len(part) < 4 or np.ptp(part["value"]) == 0 or np.ptp(part["truth"]) == 0:
+            continue
+        x, y = snap_ties(part["value"].to_numpy()), part["truth"].to_numpy()
+        rhos.append(stats.spearmanr(x, y).statistic)
+        hits.append(float(y[np.argmax(x)] == y.max()))
+    if not rhos:
+        return dict.fromkeys(POOL_COLUMNS, math.nan)
+    low, high = np.percentile(rhos, [5.0, 95.0])
+    return {"rho_pool_p05": float(low), "rho_pool_p95": float(high),
+            "top1_stable": float(np.mean(hits))}  # fmt: skip
 
 
 def paired_not_better(
@@ -232,7 +282,7 @@ def correlate(
               "weighted_tau": nan, "pearson": nan, "top1_regret": nan, "relative_top1": nan,
               "best_in_top3": nan, **dict.fromkeys(BOOTSTRAP_COLUMNS, nan),
               "best_baseline": "", "delta_rho_vs_baseline": nan, "p_not_better": nan,
-              "note": ""}  # fmt: skip
+              **dict.fromkeys(POOL_COLUMNS, nan), "note": ""}  # fmt: skip
     if n < 4:
         result["note"] = f"only {n} finite (metric, ground truth) pairs; need >= 4"
         return result
@@ -322,7 +372,8 @@ def correlation_table(
     With ``bootstrap``: the intervals of :func:`correlate`, and for every metric the strongest
     trivial baseline (``baseline_*`` rows) of the same (target, grouping, group) by oriented ρ
     (``best_baseline``), the metric's oriented ρ minus the baseline's
-    (``delta_rho_vs_baseline``) and :func:`paired_not_better` over the models both rank.
+    (``delta_rho_vs_baseline``) and :func:`paired_not_better` over the models both rank; for
+    grouping ``all`` also :func:`source_pool_stability`.
     """
     model = ["target", "source", "pretrain_step"]
     # checkpoint labels as text everywhere: a CSV holding only step "0" reads it as the integer 0
@@ -361,6 +412,9 @@ def correlation_table(
     table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
     if bootstrap is not None:
         _compare_with_baselines(table, scores, bootstrap)
+        for i in table.index[(table["grouping"] == "all") & table["rho_oriented"].notna()]:
+            for column, value in source_pool_stability(scores[i], bootstrap.seed).items():
+                table.at[i, column] = value
     return table
 
 
