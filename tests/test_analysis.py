@@ -362,5 +362,7 @@ def test_source_pool_stability():
     swapped = perfect.copy()
     swapped.loc["f", "value"] = [-2.0, -1.0]
     row = source_pool_stability(swapped)
-    assert row["rho_pool_p95"] == pytest.approx(1.0) and row["rho_pool_p05"] < 0.8
+    with_f = stats.spearmanr([0, 2, 4, 6, 8, 10, 12, 14, -2, -1], range(10)).statistic
+    low, high = np.percentile([1.0] + [with_f] * 5, [5, 95])
+    assert row["rho_pool_p05"] == pytest.approx(low) and row["rho_pool_p95"] == pytest.approx(high)
     assert row["top1_stable"] == pytest.approx(1 / 6)
