@@ -178,7 +178,7 @@ def model_figure_inputs(wildcards):
     }
 
 
-TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
+TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations", "leaderboard"]
 
 
 def activation_files(track):
@@ -487,6 +487,7 @@ def figure_tables(wildcards):
 # --- report (snakemake --report): categories and captions ----------------------------------
 
 FIGURE_STAGES = {
+    "leaderboard": "main result",
     "pretrain_accuracy": "pre-training",
     "model": "models",
     "metrics_per_layer": "metrics",

@@ -366,3 +366,34 @@ def test_source_pool_stability():
     low, high = np.percentile([1.0] + [with_f] * 5, [5, 95])
     assert row["rho_pool_p05"] == pytest.approx(low) and row["rho_pool_p95"] == pytest.approx(high)
     assert row["top1_stable"] == pytest.approx(1 / 6)
+
+
+def test_leaderboard_takes_each_metrics_best_layer_and_ranks_with_the_baselines():
+    from transferability.analysis import CORRELATION_COLUMNS, leaderboard_table
+
+    def row(target, layer, metric, rho, oriented, low, high):
+        values = dict.fromkeys(CORRELATION_COLUMNS, np.nan)
+        values.update(track="cnn", target=target, layer=layer, metric=metric, grouping="all",
+                      group="all", n=12, rho=rho, rho_oriented=oriented, rho_boot_low=low,
+                      rho_boot_high=high, note="")  # fmt: skip
+        return values
+
+    table = pd.DataFrame([
+        row("t", "conv1", "ss", -0.2, 0.2, -0.6, 0.3),
+        row("t", "pool2", "ss", -0.7, 0.7, -0.9, -0.4),  # lower is better: oriented = −ρ
+        row("t", "pool2", "rsa", 0.5, 0.5, 0.1, 0.8),
+        row("t", "model", "baseline_pretrain_samples", 0.6, 0.6, 0.3, 0.8),
+        row("t", "pool2", "etran", np.nan, np.nan, np.nan, np.nan),
+        row("u", "pool2", "ss", 0.1, -0.1, -0.3, 0.5),
+    ] + [{**row("t", "pool2", "rsa", 0.9, 0.9, 0.8, 1.0), "grouping": "source"}])  # fmt: skip
+    board = leaderboard_table(table)
+    t = board[board.target == "t"]
+    assert t["metric"].tolist() == ["ss", "baseline_pretrain_samples", "rsa", "etran"]
+    assert t["rank"].tolist()[:3] == [1.0, 2.0, 3.0] and np.isnan(t["rank"].iloc[3])
+    assert t["kind"].tolist() == ["metric", "baseline", "metric", "metric"]
+    ss = t.iloc[0]
+    assert ss["layer"] == "pool2" and ss["rho_oriented"] == 0.7
+    assert (ss["rho_oriented_low"], ss["rho_oriented_high"]) == (0.4, 0.9)  # flipped interval
+    rsa = t.iloc[2]
+    assert (rsa["rho_oriented_low"], rsa["rho_oriented_high"]) == (0.1, 0.8)
+    assert board[board.target == "u"]["rho_oriented"].tolist() == [-0.1]

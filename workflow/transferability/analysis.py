@@ -442,3 +442,33 @@ def _compare_with_baselines(
                     snap_ties(both["value"].to_numpy()), snap_ties(both["baseline"].to_numpy()),
                     both["truth"].to_numpy(), bootstrap,
                 )  # fmt: skip
+
+
+#: Columns of the leaderboard (:func:`leaderboard_table`), after the correlation row's.
+LEADERBOARD_EXTRA = ["rank", "kind", "rho_oriented_low", "rho_oriented_high"]
+
+
+def leaderboard_table(correlations: pd.DataFrame) -> pd.DataFrame:
+    """One row per (track, target, metric) at grouping ``all``: the metric's correlation row at
+    its best layer (largest oriented ρ), baselines included (``kind`` = ``metric`` or
+    ``baseline``), ranked by oriented ρ within each (track, target). ``rho_oriented_low``,
+    ``rho_oriented_high``: the bootstrap interval of ρ with the metric's direction applied.
+    Metrics whose ρ is undefined at every layer come last, unranked (NaN)."""
+    rows = correlations[correlations["grouping"] == "all"].copy()
+    flip = np.sign(rows["rho_oriented"] * rows["rho"]) < 0
+    rows["rho_oriented_low"] = np.where(flip, -rows["rho_boot_high"], rows["rho_boot_low"])
+    rows["rho_oriented_high"] = np.where(flip, -rows["rho_boot_low"], rows["rho_boot_high"])
+    rows["kind"] = np.where(rows["metric"].str.startswith(BASELINE_PREFIX), "baseline", "metric")
+    rows = rows.sort_values(["track", "target", "metric", "rho_oriented"], ascending=[
+        True, True, True, False], na_position="last", kind="stable")  # fmt: skip
+    best = rows.drop_duplicates(["track", "target", "metric"], keep="first")
+    best = best.sort_values(["track", "target", "rho_oriented"], ascending=[True, True, False],
+                            na_position="last", kind="stable")  # fmt: skip
+    best["rank"] = best.groupby(["track", "target"])["rho_oriented"].rank(
+        ascending=False, method="min"
+    )
+    columns = ["track", "target", "rank", "metric", "kind", "layer", "n", "rho_oriented",
+               "rho_oriented_low", "rho_oriented_high", "rho", "pvalue", "significant",
+               "weighted_tau", "wtau_boot_low", "wtau_boot_high", "relative_top1",
+               *BASELINE_COLUMNS, *POOL_COLUMNS, "note"]  # fmt: skip
+    return best[columns].reset_index(drop=True)

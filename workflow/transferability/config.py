@@ -73,6 +73,7 @@ def checkpoint_labels(config: dict, track_name: str, stage: str) -> list[str]:
 
 #: Figures of a track drawn from its tables (transferability.plots.FIGURES draws them).
 TRACK_FIGURES: tuple[str, ...] = (
+    "leaderboard",
     "pretrain_accuracy",
     "metrics_per_layer",
     "metric_vs_logauc",

@@ -495,7 +495,7 @@ def build_tables(
     baselines: Sequence[str] = (),
     bootstrap: Mapping[str, float] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations.
+    """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations, leaderboard.
 
     Aggregate metrics among ``metrics`` (``c56``) are computed here, over all models. With
     ``quanta_scores`` (the QUANTA study's score table) the scores of ``quanta_lambda_init`` join
@@ -510,6 +510,7 @@ def build_tables(
         Bootstrap,
         aggregate_metrics,
         correlation_table,
+        leaderboard_table,
         log_auc_table,
     )
     from transferability.metrics import METRICS, metric_names
@@ -539,6 +540,7 @@ def build_tables(
         track, tables["metrics"], tables["finetune"], directions,
         Bootstrap(**bootstrap) if bootstrap is not None else None,
     )  # fmt: skip
+    tables["leaderboard"] = leaderboard_table(tables["correlations"])
     for name, frame in tables.items():
         write_csv(frame, outputs[name])
     log.info("tables: %s", {k: len(v) for k, v in tables.items()})
