@@ -335,6 +335,18 @@ def test_correlation_table_compares_every_metric_with_the_best_baseline():
     assert (baselines["best_baseline"] == "").all() and baselines["p_not_better"].isna().all()
     again = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
     pd.testing.assert_frame_equal(table, again)
+    # a metric on some models only (like a study's): compared on the models both rank
+    few = metrics[(metrics.metric != "good") | metrics.source.isin(["a", "b"])]
+    table = correlation_table("cnn", few, finetune, directions, Bootstrap(resamples=500))
+    row = table[(table.metric == "good") & (table.grouping == "all")].iloc[0]
+    assert row["n"] == 6
+    kept = few[few.source.isin(["a", "b"])].pivot_table(index=["source", "step"], columns="metric",
+                                                       values="value")  # fmt: skip
+    auc = log_auc_table(finetune).set_index(["source", "pretrain_step"])["logauc"]
+    truth = auc.loc[kept.index].to_numpy()
+    want = (stats.spearmanr(kept["good"], truth).statistic
+            - stats.spearmanr(kept[row["best_baseline"]], truth).statistic)  # fmt: skip
+    assert row["delta_rho_vs_baseline"] == pytest.approx(want)
 
 
 def test_source_pools():

@@ -371,8 +371,8 @@ def correlation_table(
 
     With ``bootstrap``: the intervals of :func:`correlate`, and for every metric the strongest
     trivial baseline (``baseline_*`` rows) of the same (target, grouping, group) by oriented ρ
-    (``best_baseline``), the metric's oriented ρ minus the baseline's
-    (``delta_rho_vs_baseline``) and :func:`paired_not_better` over the models both rank; for
+    (``best_baseline``), and on the models both rank (at least 4): the metric's oriented ρ minus
+    the baseline's (``delta_rho_vs_baseline``) and :func:`paired_not_better`; for
     grouping ``all`` also :func:`source_pool_stability`.
     """
     model = ["target", "source", "pretrain_step"]
@@ -433,15 +433,17 @@ def _compare_with_baselines(
             if not np.isfinite(table.at[i, "rho_oriented"]):
                 continue
             table.at[i, "best_baseline"] = table.at[best, "metric"]
-            table.at[i, "delta_rho_vs_baseline"] = (
-                table.at[i, "rho_oriented"] - table.at[best, "rho_oriented"]
-            )
+            # both on the models both rank (a study metric may cover only some of them)
             both = scores[i].join(base["value"].rename("baseline"), how="inner").dropna()
-            if len(both) >= 4:
-                table.at[i, "p_not_better"] = paired_not_better(
-                    snap_ties(both["value"].to_numpy()), snap_ties(both["baseline"].to_numpy()),
-                    both["truth"].to_numpy(), bootstrap,
-                )  # fmt: skip
+            if len(both) < 4:
+                continue
+            metric, baseline = (snap_ties(both[c].to_numpy()) for c in ("value", "baseline"))
+            truth = both["truth"].to_numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a constant column: ρ is NaN
+                delta = stats.spearmanr(metric, truth)[0] - stats.spearmanr(baseline, truth)[0]
+            table.at[i, "delta_rho_vs_baseline"] = float(delta)
+            table.at[i, "p_not_better"] = paired_not_better(metric, baseline, truth, bootstrap)
 
 
 #: Columns of the leaderboard (:func:`leaderboard_table`), after the correlation row's.
