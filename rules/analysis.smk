@@ -27,6 +27,8 @@ rule tables:
         quanta_lambda_init=lambda wc: (study_cfg("quanta", wc.track) or {}).get(
             "score_lambda_init", 0.9
         ),
+        baselines=lambda wc: tconfig.baselines(config, wc.track),
+        bootstrap=config["bootstrap"],
     script:
         "../workflow/scripts/tables.py"
 

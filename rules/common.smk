@@ -178,7 +178,7 @@ def model_figure_inputs(wildcards):
     }
 
 
-TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
+TABLES = ["pretrain", "metrics", "finetune", "logauc", "correlations", "leaderboard"]
 
 
 def activation_files(track):
@@ -293,8 +293,9 @@ def image_weight_inputs(wildcards):
     """
     weights = tconfig.image_weights(config, wildcards.track, wildcards.source)
     if image_source_cfg(wildcards.track, wildcards.source).get("pretrain_on"):
-        return [weights]
-    return [weights] if Path(weights).is_file() else []
+        # what training recorded (source accuracy, samples seen) for the baselines
+        return {"weights": weights, "info": str(Path(weights).with_suffix(".json"))}
+    return {"weights": weights} if Path(weights).is_file() else {}
 
 
 def image_model_activations(track, target, source, seed):
@@ -486,6 +487,7 @@ def figure_tables(wildcards):
 # --- report (snakemake --report): categories and captions ----------------------------------
 
 FIGURE_STAGES = {
+    "leaderboard": "main result",
     "pretrain_accuracy": "pre-training",
     "model": "models",
     "metrics_per_layer": "metrics",

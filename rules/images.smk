@@ -10,7 +10,8 @@ rule image_weights:
     input:
         lambda wc: dataset_file(image_source_cfg(wc.track, wc.source)["pretrain_on"]),
     output:
-        "results/{track}/weights/{source}.pt",
+        weights="results/{track}/weights/{source}.pt",
+        info="results/{track}/weights/{source}.json",
     log:
         "results/{track}/logs/weights/{source}.log",
     benchmark:
@@ -87,7 +88,7 @@ rule image_source:
     """A source's weights checked against its architecture and saved as the track's
     checkpoint (with the metadata to rebuild it), plus a one-row description."""
     input:
-        image_weight_inputs,
+        unpack(image_weight_inputs),
     output:
         checkpoint="results/{track}/checkpoints/{source}/seed{seed}/final.pt",
         history="results/{track}/checkpoints/{source}/seed{seed}/history.csv",

@@ -81,7 +81,7 @@ AVX2_CAPS = {
 STAGE_MODEL = Path("activations/mnist/fashion_mnist/seed0/step10b")
 STAGE_LAYERS = ("input", "pool2", "fc1")
 #: The tables ``build_tables`` writes (rules/common.smk's TABLES).
-STAGE_TABLES = ("pretrain", "metrics", "finetune", "logauc", "correlations")
+STAGE_TABLES = ("pretrain", "metrics", "finetune", "logauc", "correlations", "leaderboard")
 TRACKS = ("cnn", "vgg")
 
 
@@ -148,6 +148,7 @@ def stage_metrics() -> pd.DataFrame:
 
 def stage_tables(out: Path) -> dict[str, pd.DataFrame]:
     """``build_tables`` on the committed per-run CSVs, written under ``out``."""
+    from transferability import config as tconfig
     from transferability.pipeline import build_tables
 
     inputs = stage_inputs()
@@ -157,6 +158,7 @@ def stage_tables(out: Path) -> dict[str, pd.DataFrame]:
         {name: out / f"{name}.csv" for name in STAGE_TABLES}, metrics=track["metrics"],
         quanta_scores=inputs["quanta_scores"],
         quanta_lambda_init=track["studies"]["quanta"].get("score_lambda_init", 0.9),
+        baselines=tconfig.baselines(tiny_config("cnn"), "cnn"), bootstrap={},
     )  # fmt: skip
 
 

@@ -227,3 +227,185 @@ def test_values_equal_up_to_rounding_noise_count_as_constant():
     assert math.isnan(got["rho"]) and "constant" in got["note"]
     # real differences well above the noise level still rank
     assert correlate(9.0 + 1e-6 * np.arange(6), np.arange(6.0))["rho"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ bootstrap and baselines
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+def test_resampled_correlations_equal_scipy_per_resample():
+    from transferability.analysis import Bootstrap, spearman_resampled, weighted_tau_resampled
+
+    rng = np.random.default_rng(1)
+    for n, ties in ((5, True), (12, True), (36, False)):
+        x = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
+        y = rng.random(n)
+        idx = Bootstrap(resamples=200, seed=3).indices(n)
+        rho = spearman_resampled(x, y, idx)
+        wtau = weighted_tau_resampled(x, y, idx, chunk_pairs=500)  # several chunks
+        for i in range(len(idx)):
+            want = stats.spearmanr(x[idx[i]], y[idx[i]]).statistic
+            assert rho[i] == pytest.approx(want, abs=1e-12, nan_ok=True)
+            want = stats.weightedtau(x[idx[i]], y[idx[i]]).statistic
+            assert wtau[i] == pytest.approx(want, abs=1e-12, nan_ok=True)
+
+
+def test_bootstrap_interval_contains_the_estimate_and_matches_scipy():
+    from transferability.analysis import Bootstrap, correlate
+
+    rng = np.random.default_rng(7)
+    truth = rng.random(30)
+    metric = truth + rng.normal(0, 0.15, 30)
+    row = correlate(metric, truth, True, Bootstrap())
+    assert row["rho_boot_low"] < row["rho"] < row["rho_boot_high"]
+    assert row["wtau_boot_low"] < row["weighted_tau"] < row["wtau_boot_high"]
+    # the same percentile interval from scipy's resampler (other draws): within Monte Carlo error
+    ref = stats.bootstrap((metric, truth), lambda a, b: stats.spearmanr(a, b).statistic,
+                          paired=True, vectorized=False, n_resamples=2000, method="percentile",
+                          random_state=np.random.default_rng(0)).confidence_interval  # fmt: skip
+    assert row["rho_boot_low"] == pytest.approx(ref.low, abs=0.03)
+    assert row["rho_boot_high"] == pytest.approx(ref.high, abs=0.03)
+    # deterministic: the same seed gives the same interval, another seed another one
+    assert correlate(metric, truth, True, Bootstrap())["rho_boot_low"] == row["rho_boot_low"]
+    assert correlate(metric, truth, True, Bootstrap(seed=1))["rho_boot_low"] != row["rho_boot_low"]
+
+
+def test_bootstrap_of_a_perfectly_monotone_metric_is_degenerate():
+    from transferability.analysis import Bootstrap, correlate
+
+    truth = np.linspace(0.1, 0.9, 12)
+    row = correlate(-np.exp(truth), truth, False, Bootstrap(resamples=500))
+    assert row["rho"] == -1.0 and row["rho_boot_low"] == row["rho_boot_high"] == -1.0
+    assert row["weighted_tau"] == 1.0 and row["wtau_boot_low"] == row["wtau_boot_high"] == 1.0
+
+
+def test_paired_not_better():
+    from transferability.analysis import Bootstrap, paired_not_better
+
+    rng = np.random.default_rng(2)
+    truth = rng.random(36)
+    good = truth + rng.normal(0, 1e-3, 36)
+    noisy = truth + rng.normal(0, 0.5, 36)
+    assert paired_not_better(good, noisy, truth, Bootstrap()) < 0.01
+    assert paired_not_better(noisy, good, truth, Bootstrap()) > 0.99
+    assert paired_not_better(noisy, noisy.copy(), truth, Bootstrap()) == 0.5
+
+
+def test_bootstrap_settings_are_checked():
+    from transferability.analysis import Bootstrap
+
+    with pytest.raises(ValueError, match="resamples must be >= 1"):
+        Bootstrap(resamples=0)
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+        Bootstrap(confidence=1.0)
+
+
+def test_correlation_table_compares_every_metric_with_the_best_baseline():
+    from transferability.analysis import Bootstrap, correlation_table
+
+    rng = np.random.default_rng(5)
+    models = [(s, step) for s in ("a", "b", "c", "d") for step in ("0", "10b", "1e")]
+    truth = {m: rng.random() for m in models}
+    finetune = pd.DataFrame([
+        {"target": "t", "source": s, "seed": 0, "pretrain_step": step, "finetune_step": f,
+         "samples": samples, "test_accuracy": truth[(s, step)] * (1 + samples / 100)}
+        for (s, step) in models for f, samples in (("0", 0), ("5b", 160))
+    ])  # fmt: skip
+    # each curve's log-AUC is proportional to truth: the models' order is truth's
+    metric_values = {
+        "good": {m: truth[m] + rng.normal(0, 1e-3) for m in models},
+        "baseline_random": {m: rng.random() for m in models},
+        "baseline_weak": {m: truth[m] + rng.normal(0, 0.3) for m in models},
+    }
+    metrics = pd.DataFrame([
+        {"track": "cnn", "target": "t", "source": s, "seed": 0, "step": step,
+         "layer": "model" if name.startswith("baseline_") else "fc1", "metric": name,
+         "value": values[(s, step)], "note": ""}
+        for name, values in metric_values.items() for (s, step) in models
+    ])  # fmt: skip
+    directions = dict.fromkeys(metric_values, True)
+    table = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
+    row = table[(table.metric == "good") & (table.grouping == "all")].iloc[0]
+    baselines = table[table.metric.str.startswith("baseline_") & (table.grouping == "all")]
+    best = baselines.loc[baselines["rho_oriented"].idxmax()]
+    assert row["best_baseline"] == best["metric"]
+    assert row["delta_rho_vs_baseline"] == pytest.approx(row["rho_oriented"] - best["rho_oriented"])
+    assert 0.0 <= row["p_not_better"] < 0.05
+    assert row["rho_boot_low"] <= row["rho"] <= row["rho_boot_high"]
+    assert (baselines["best_baseline"] == "").all() and baselines["p_not_better"].isna().all()
+    again = correlation_table("cnn", metrics, finetune, directions, Bootstrap(resamples=500))
+    pd.testing.assert_frame_equal(table, again)
+    # a metric on some models only (like a study's): compared on the models both rank
+    few = metrics[(metrics.metric != "good") | metrics.source.isin(["a", "b"])]
+    table = correlation_table("cnn", few, finetune, directions, Bootstrap(resamples=500))
+    row = table[(table.metric == "good") & (table.grouping == "all")].iloc[0]
+    assert row["n"] == 6
+    kept = few[few.source.isin(["a", "b"])].pivot_table(index=["source", "step"], columns="metric",
+                                                       values="value")  # fmt: skip
+    auc = log_auc_table(finetune).set_index(["source", "pretrain_step"])["logauc"]
+    truth = auc.loc[kept.index].to_numpy()
+    want = (stats.spearmanr(kept["good"], truth).statistic
+            - stats.spearmanr(kept[row["best_baseline"]], truth).statistic)  # fmt: skip
+    assert row["delta_rho_vs_baseline"] == pytest.approx(want)
+
+
+def test_source_pools():
+    from transferability.analysis import MAX_POOLS, source_pools
+
+    six = source_pools([f"s{i}" for i in range(6)])
+    assert len(six) == 6 and all(len(p) == 5 for p in six) and len(set(six)) == 6
+    assert source_pools(["a", "b"]) == []
+    many = source_pools([f"s{i:02d}" for i in range(30)], seed=1)
+    assert len(many) == MAX_POOLS and all(len(p) == 27 for p in many)
+    assert many == source_pools([f"s{i:02d}" for i in range(30)], seed=1)
+
+
+def test_source_pool_stability():
+    from transferability.analysis import source_pool_stability
+
+    index = pd.MultiIndex.from_tuples(
+        [(s, step) for s in "abcdef" for step in ("0", "1e")], names=["source", "pretrain_step"]
+    )
+    truth = np.arange(12, dtype=float)
+    perfect = pd.DataFrame({"value": truth * 2, "truth": truth}, index=index)
+    row = source_pool_stability(perfect)
+    assert row == pytest.approx({"rho_pool_p05": 1.0, "rho_pool_p95": 1.0, "top1_stable": 1.0})
+    # source f's models (the two best) ranked last: perfect only in the pool without f
+    swapped = perfect.copy()
+    swapped.loc["f", "value"] = [-2.0, -1.0]
+    row = source_pool_stability(swapped)
+    with_f = stats.spearmanr([0, 2, 4, 6, 8, 10, 12, 14, -2, -1], range(10)).statistic
+    low, high = np.percentile([1.0] + [with_f] * 5, [5, 95])
+    assert row["rho_pool_p05"] == pytest.approx(low) and row["rho_pool_p95"] == pytest.approx(high)
+    assert row["top1_stable"] == pytest.approx(1 / 6)
+
+
+def test_leaderboard_takes_each_metrics_best_layer_and_ranks_with_the_baselines():
+    from transferability.analysis import CORRELATION_COLUMNS, leaderboard_table
+
+    def row(target, layer, metric, rho, oriented, low, high):
+        values = dict.fromkeys(CORRELATION_COLUMNS, np.nan)
+        values.update(track="cnn", target=target, layer=layer, metric=metric, grouping="all",
+                      group="all", n=12, rho=rho, rho_oriented=oriented, rho_boot_low=low,
+                      rho_boot_high=high, note="")  # fmt: skip
+        return values
+
+    table = pd.DataFrame([
+        row("t", "conv1", "ss", -0.2, 0.2, -0.6, 0.3),
+        row("t", "pool2", "ss", -0.7, 0.7, -0.9, -0.4),  # lower is better: oriented = −ρ
+        row("t", "pool2", "rsa", 0.5, 0.5, 0.1, 0.8),
+        row("t", "model", "baseline_pretrain_samples", 0.6, 0.6, 0.3, 0.8),
+        row("t", "pool2", "etran", np.nan, np.nan, np.nan, np.nan),
+        row("u", "pool2", "ss", 0.1, -0.1, -0.3, 0.5),
+    ] + [{**row("t", "pool2", "rsa", 0.9, 0.9, 0.8, 1.0), "grouping": "source"}])  # fmt: skip
+    board = leaderboard_table(table)
+    t = board[board.target == "t"]
+    assert t["metric"].tolist() == ["ss", "baseline_pretrain_samples", "rsa", "etran"]
+    assert t["rank"].tolist()[:3] == [1.0, 2.0, 3.0] and np.isnan(t["rank"].iloc[3])
+    assert t["kind"].tolist() == ["metric", "baseline", "metric", "metric"]
+    ss = t.iloc[0]
+    assert ss["layer"] == "pool2" and ss["rho_oriented"] == 0.7
+    assert (ss["rho_oriented_low"], ss["rho_oriented_high"]) == (0.4, 0.9)  # flipped interval
+    rsa = t.iloc[2]
+    assert (rsa["rho_oriented_low"], rsa["rho_oriented_high"]) == (0.1, 0.8)
+    assert board[board.target == "u"]["rho_oriented"].tolist() == [-0.1]

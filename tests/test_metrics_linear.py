@@ -166,12 +166,16 @@ def _logme_d_by_d(f: np.ndarray, y: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("n", "d", "offset", "sep"),
-    [(300, 20, 0.0, 0.8), (200, 50, 2.0, 0.5), (150, 10, 0.0, 3.0), (80, 160, 0.0, 0.8)],
-)
-def test_logme_exact_matches_d_by_d(n, d, offset, sep):
+    [(300, 20, 0.0, 0.8), (200, 50, 2.0, 0.5), (150, 10, 0.0, 3.0), (80, 160, 0.0, 0.8),
+     (100, 300, 0.0, 0.8), (60, 1000, 1.0, 0.5)],
+)  # fmt: skip
+def test_logme_default_is_the_exact_evidence(n, d, offset, sep):
+    """``logme`` (the function's default and the registered metric) is the exact evidence, for
+    n > d and n < d, equal to an independent d × d evidence maximisation."""
     x, y = _data(n * 3 + d, n, d, offset=offset, sep=sep)
-    assert logme(x, y, evidence="exact") == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
-    assert METRICS["logme_exact"](layer_stats(x, y)) == logme(x, y, evidence="exact")
+    assert logme(x, y) == logme(x, y, evidence="exact")
+    assert logme(x, y) == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
+    assert METRICS["logme"](layer_stats(x, y)) == logme(x, y)
 
 
 def _logme_thuml(f: np.ndarray, y: np.ndarray) -> float:
@@ -215,38 +219,41 @@ def _logme_thuml(f: np.ndarray, y: np.ndarray) -> float:
     [(300, 20, 0.0, 0.8), (200, 50, 2.0, 0.5), (80, 160, 0.0, 0.8), (50, 3000, 0.0, 0.8),
      (60, 60, 1.0, 0.8)],
 )  # fmt: skip
-def test_logme_default_is_thuml_official(n, d, offset, sep):
+def test_logme_thuml_fixed_point_matches_its_transcription(n, d, offset, sep):
     x, y = _data(n + 7 * d, n, d, offset=offset, sep=sep)
-    assert logme(x, y) == pytest.approx(_logme_thuml(x, y), rel=1e-6)
+    fixed_point = logme(x, y, evidence="thuml_fixed_point")
+    assert fixed_point == pytest.approx(_logme_thuml(x, y), rel=1e-6)
+    assert METRICS["logme_thuml_fixed_point"](layer_stats(x, y)) == fixed_point
     if d <= n:  # full column rank: the two conventions coincide
-        assert logme(x, y) == pytest.approx(logme(x, y, evidence="exact"), rel=1e-12)
-    else:  # they differ by (d − n)/(2n)·log α per class
-        assert logme(x, y) != pytest.approx(logme(x, y, evidence="exact"), rel=1e-6)
+        assert fixed_point == pytest.approx(logme(x, y), rel=1e-12)
+    else:  # they differ by (d − n)/(2n)·log α per class; the fixed point's grows with d
+        assert fixed_point > logme(x, y) + 0.1
 
 
-def test_logme_rank_deficient_official_and_exact():
+def test_logme_rank_deficient_both_conventions():
     # n > d but rank 10 < d = 30: thuml/LogME's eigh(FᵀF) gives the 20 zero eigenvalues as
     # ±1e-12 rounding and keeps the positive ones (s ≈ 1e-6 > 1e-10), so its value depends on
-    # rounding signs; here (as for any n >= d) the exact evidence is the official value
+    # rounding signs; here (as for any n >= d) the fixed point gives the exact evidence
     small, y = _data(12, 200, 10)
     x = np.hstack([small, small @ np.random.default_rng(2).standard_normal((10, 20))])
-    assert logme(x, y, evidence="exact") == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
-    assert logme(x, y) == pytest.approx(logme(x, y, evidence="exact"), rel=1e-12)
+    assert logme(x, y) == pytest.approx(_logme_d_by_d(x, y), rel=1e-6)
+    assert logme(x, y, evidence="thuml_fixed_point") == pytest.approx(logme(x, y), rel=1e-12)
 
 
 def test_logme_d_much_larger_than_n():
     x, y = _data(9, 50, 3000, k=3)
-    value = logme(x, y, evidence="exact")
+    value = logme(x, y)
     assert np.isfinite(value) and value < 1.0
     # the exact evidence depends on F only through F Fᵀ: zero columns change nothing, while
     # thuml/LogME's d/2·log α without the matching zero eigenvalues moves with d
     padded = np.hstack([x, np.zeros((50, 5000))])
-    assert logme(padded, y, evidence="exact") == pytest.approx(value, rel=1e-10)
-    assert logme(padded, y) != pytest.approx(logme(x, y), rel=1e-3)
-    assert logme(padded, y) == pytest.approx(_logme_thuml(padded, y), rel=1e-6)
+    assert logme(padded, y) == pytest.approx(value, rel=1e-10)
+    fixed_point = logme(padded, y, evidence="thuml_fixed_point")
+    assert fixed_point != pytest.approx(logme(x, y, evidence="thuml_fixed_point"), rel=1e-3)
+    assert fixed_point == pytest.approx(_logme_thuml(padded, y), rel=1e-6)
     small, ys = _data(9, 50, 20, k=3)
     padded = np.hstack([small, np.zeros((50, 100))])
-    assert logme(padded, ys, evidence="exact") == pytest.approx(_logme_d_by_d(padded, ys), rel=1e-6)
+    assert logme(padded, ys) == pytest.approx(_logme_d_by_d(padded, ys), rel=1e-6)
     with pytest.raises(ValueError, match="evidence must be one of"):
         logme(x, y, evidence="paper")
 

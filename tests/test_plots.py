@@ -383,3 +383,30 @@ def test_metrics_per_layer_wraps_metrics_and_shows_each_metrics_own_layers():
     leep = next(ax for ax in visible if ax.get_title().startswith("leep · "))
     assert [t.get_text() for t in leep.get_xticklabels()] == ["logits"]
     plt.close(fig)
+
+
+def test_leaderboard_figure(tmp_path):
+    from transferability.analysis import Bootstrap, correlation_table, leaderboard_table
+
+    tables = make_tables()
+    metrics = tables["metrics"]
+    rng = np.random.default_rng(3)
+    baseline = metrics[(metrics.metric == "ss") & (metrics.layer == "fc1")].assign(
+        layer="model", metric="baseline_random", value=lambda d: rng.random(len(d))
+    )
+    correlations = correlation_table(
+        "cnn", pd.concat([metrics, baseline]), finetune_table(),
+        {"id": False, "ss": False, "rsa": True, "baseline_random": True}, Bootstrap(resamples=200),
+    )  # fmt: skip
+    board = leaderboard_table(correlations)
+    fig = FIGURES["leaderboard"]({"leaderboard": board})
+    try:
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(axes) == len(TARGETS)
+        labels = [t.get_text() for t in axes[0].get_yticklabels()]
+        assert "baseline_random" in labels and any(label.startswith("rsa @ ") for label in labels)
+        assert any(line.get_linestyle() == "--" for line in axes[0].get_lines())
+        fig.savefig(tmp_path / "f.png", dpi=120)
+    finally:
+        plt.close(fig)
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")

@@ -12,6 +12,8 @@ load_source(
     sm.params.weights,
     sm.output.checkpoint,
     sm.output.history,
+    info=sm.input.get("info"),
+    source_accuracy=source.get("source_accuracy"),
     source=sm.wildcards.source,
     seed=int(sm.wildcards.seed),
     arch=source["arch"],

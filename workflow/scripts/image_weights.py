@@ -10,7 +10,8 @@ setup_logging(sm.log[0])
 source = sm.params.source
 pretrain_weights(
     sm.input[0],
-    sm.output[0],
+    sm.output.weights,
+    sm.output.info,
     arch=source["arch"],
     cifar=source["cifar"],
     image_size=source.get("image_size"),

@@ -14,4 +14,6 @@ build_tables(
     metrics=sm.params.metrics,
     quanta_scores=scores if isinstance(scores, str) else (scores[0] if scores else None),
     quanta_lambda_init=sm.params.quanta_lambda_init,
+    baselines=sm.params.baselines,
+    bootstrap=sm.params.bootstrap,
 )

@@ -73,6 +73,7 @@ def checkpoint_labels(config: dict, track_name: str, stage: str) -> list[str]:
 
 #: Figures of a track drawn from its tables (transferability.plots.FIGURES draws them).
 TRACK_FIGURES: tuple[str, ...] = (
+    "leaderboard",
     "pretrain_accuracy",
     "metrics_per_layer",
     "metric_vs_logauc",
@@ -217,6 +218,17 @@ VGG_TRACK = "vgg"
 IMAGE_TRACKS: tuple[str, ...] = (VGG_TRACK, "zoo")
 #: Fine-tuning policy of an image track unless the track or target names one (thesis VGG rule).
 DEFAULT_IMAGE_POLICY = "last_conv"
+
+
+def baselines(config: dict, track_name: str) -> list[str]:
+    """The track's trivial baselines (``baselines:``; null = all that apply to its kind,
+    :data:`transferability.baselines.DEFAULTS`)."""
+    from transferability.baselines import DEFAULTS
+
+    chosen = track(config, track_name).get("baselines")
+    if chosen is None:
+        chosen = DEFAULTS["image" if track_name in IMAGE_TRACKS else "cnn"]
+    return list(chosen)
 
 
 def image_weights(config: dict, track_name: str, source_name: str) -> str:

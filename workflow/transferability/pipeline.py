@@ -492,14 +492,27 @@ def build_tables(
     metrics: Sequence[str] = (),
     quanta_scores: str | Path | None = None,
     quanta_lambda_init: float = 0.9,
+    baselines: Sequence[str] = (),
+    bootstrap: Mapping[str, float] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations.
+    """The track's tidy tables: pretrain, metrics, finetune, logauc, correlations, leaderboard.
 
     Aggregate metrics among ``metrics`` (``c56``) are computed here, over all models. With
     ``quanta_scores`` (the QUANTA study's score table) the scores of ``quanta_lambda_init`` join
     the metrics as metric ``quanta`` (higher = the target relied more on the source layer).
+    ``baselines`` (:mod:`transferability.baselines`) join them as ``baseline_<name>`` rows at
+    layer ``model``, one per model and target, from the ``pretrain`` table. ``bootstrap``:
+    the settings of :class:`~transferability.analysis.Bootstrap` (None: no intervals and no
+    paired comparison with the baselines).
     """
-    from transferability.analysis import aggregate_metrics, correlation_table, log_auc_table
+    from transferability import baselines as trivial
+    from transferability.analysis import (
+        Bootstrap,
+        aggregate_metrics,
+        correlation_table,
+        leaderboard_table,
+        log_auc_table,
+    )
     from transferability.metrics import METRICS, metric_names
 
     tables = {
@@ -516,12 +529,18 @@ def build_tables(
 
         parts.append(quanta_metric_rows(pd.read_csv(quanta_scores), quanta_lambda_init))
         directions["quanta"] = QUANTA_HIGHER_IS_BETTER
+    if baselines and not per_model.empty:
+        targets = sorted(per_model["target"].unique())
+        parts.append(trivial.baseline_rows(track, tables["pretrain"], targets, baselines))
+        directions.update({trivial.metric_name(b): trivial.HIGHER_IS_BETTER for b in baselines})
     tables["metrics"] = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
     tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
     tables["logauc"] = log_auc_table(tables["finetune"])
     tables["correlations"] = correlation_table(
-        track, tables["metrics"], tables["finetune"], directions
-    )
+        track, tables["metrics"], tables["finetune"], directions,
+        Bootstrap(**bootstrap) if bootstrap is not None else None,
+    )  # fmt: skip
+    tables["leaderboard"] = leaderboard_table(tables["correlations"])
     for name, frame in tables.items():
         write_csv(frame, outputs[name])
     log.info("tables: %s", {k: len(v) for k, v in tables.items()})

@@ -10,6 +10,7 @@ without Snakemake. Models are rebuilt from a checkpoint's metadata (the
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -35,9 +36,15 @@ def source_spec(
     return ModelSpec.create(arch, num_classes, cifar=cifar, image_size=image_size)
 
 
+#: Test images of the pre-training dataset on which a source trained here is evaluated (its
+#: ``source_accuracy``; the first ones of the test split).
+SOURCE_EVAL_SAMPLES = 2000
+
+
 def pretrain_weights(
     dataset_path: str | Path,
     out_path: str | Path,
+    out_info: str | Path | None = None,
     *,
     arch: str,
     cifar: bool = False,
@@ -55,7 +62,11 @@ def pretrain_weights(
 
     Adam, not the thesis's SGD: a deep VGG without batch norm does not get off the ground with
     SGD (lr 0.01, momentum 0.9) in a few hundred steps (vgg_tiny on FashionMNIST: loss still
-    2.30 after 300 steps, 1.21 with Adam)."""
+    2.30 after 300 steps, 1.21 with Adam).
+
+    ``out_info``: a JSON file with what the baselines read (:mod:`transferability.baselines`):
+    ``pretrain_samples`` (steps × batch size) and ``source_accuracy`` (test accuracy on the
+    first :data:`SOURCE_EVAL_SAMPLES` test images of the dataset)."""
     import torch
     import torch.nn.functional as F
 
@@ -93,6 +104,21 @@ def pretrain_weights(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_path) as tmp:
         torch.save(state, tmp)
+    if out_info is not None:
+        model.eval()
+        test_x = torch.from_numpy(dataset.test_x[:SOURCE_EVAL_SAMPLES])
+        test_y = torch.from_numpy(dataset.test_y[:SOURCE_EVAL_SAMPLES])
+        correct = 0
+        with torch.inference_mode():
+            for start in range(0, len(test_y), 256):
+                x = grey_to_rgb(test_x[start : start + 256], size).to(on)
+                predicted = model(x).argmax(1).cpu()
+                correct += int((predicted == test_y[start : start + 256]).sum())
+        info = {"dataset": dataset.name, "pretrain_samples": steps * batch_size,
+                "source_accuracy": correct / len(test_y), "eval_samples": len(test_y)}  # fmt: skip
+        with atomic_path(out_info) as tmp:
+            Path(tmp).write_text(json.dumps(info, indent=1) + "\n")
+        log.info("source accuracy on %d test images: %.4f", len(test_y), info["source_accuracy"])
 
 
 def grey_to_rgb(images, size: int):
@@ -150,6 +176,22 @@ def split_target(
     return subset
 
 
+def _baseline_facts(model, weights: str, info, source_accuracy: float | None) -> dict:
+    """``param_count``, ``source_accuracy`` and ``pretrain_samples`` of a loaded source."""
+    from transferability.families.weights import is_weight_name, weight_accuracy
+
+    recorded = json.loads(Path(info).read_text()) if info else {}
+    accuracy = recorded.get("source_accuracy", source_accuracy)
+    if accuracy is None and is_weight_name(weights):
+        accuracy = weight_accuracy(weights)
+    samples = recorded.get("pretrain_samples", 0 if weights == "random" else None)
+    return {
+        "param_count": sum(p.numel() for p in model.parameters()),
+        "source_accuracy": math.nan if accuracy is None else float(accuracy),
+        "pretrain_samples": math.nan if samples is None else int(samples),
+    }
+
+
 def load_source(
     weights: str,
     out_checkpoint: str | Path,
@@ -163,11 +205,19 @@ def load_source(
     encoder: bool = False,
     remap: Mapping[str, str] | None = None,
     allow_download: bool = False,
+    info: str | Path | None = None,
+    source_accuracy: float | None = None,
 ) -> None:
     """Check and load a source's weights (a file, a torchvision weight name, or ``"random"``:
     seeded initialisation) into its architecture and save it as the track's checkpoint
     ``…/seed{seed}/final.pt`` with the metadata needed to rebuild it. ``encoder``: keep no
-    head (the file's head, if any, is ignored; e.g. SegNet's VGG16-BN encoder)."""
+    head (the file's head, if any, is ignored; e.g. SegNet's VGG16-BN encoder).
+
+    The one-row description (``out_history``) also holds what the baselines read
+    (:mod:`transferability.baselines`): ``param_count``; ``source_accuracy`` from ``info``
+    (the JSON :func:`pretrain_weights` writes), else the config's ``source_accuracy``, else a
+    torchvision weight's ImageNet acc@1; ``pretrain_samples`` from ``info`` (0 for random
+    weights); each NaN when unknown."""
     from transferability.artifacts import save_checkpoint
     from transferability.families import load_model
     from transferability.training import derive_seed
@@ -191,6 +241,7 @@ def load_source(
     if image_size is not None:
         described["image_size"] = image_size
     described["weights"] = str(weights)
+    described.update(_baseline_facts(model, weights, info, source_accuracy))
     meta = {**model.spec.meta(), **described, "version": __version__}
     save_checkpoint(out_checkpoint, model.state_dict(), meta)
     if out_history is not None:  # the track's "pretrain" table: what each source is

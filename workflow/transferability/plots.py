@@ -714,7 +714,59 @@ def metric_vs_logauc(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
+def leaderboard(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Forest plot of the leaderboard: per target, every metric (at its best layer) and every
+    trivial baseline by oriented Spearman ρ with log-AUC over all models, with its bootstrap
+    95 % interval; the dashed line is the best baseline's ρ. A metric left of it does not rank
+    the models better than what is known without it."""
+    data = _table(tables, "leaderboard", ["target", "metric", "kind", "layer", "rho_oriented",
+                                          "rho_oriented_low", "rho_oriented_high"])  # fmt: skip
+    data = data[data["rho_oriented"].notna()]
+    targets = _in_order(data["target"].unique()) or ["(none)"]
+    height = 1.2 + 0.28 * max([1, *data.groupby("target").size().tolist()])
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), height),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    colors = {"metric": sns.color_palette()[0], "baseline": "0.45"}
+    for ax, target in zip(axes[0], targets, strict=True):
+        part = data[data["target"] == target].sort_values("rho_oriented")
+        if part.empty:
+            _no_data(ax, str(target), "ρ undefined for every metric")
+            continue
+        y = np.arange(len(part))
+        rho = part["rho_oriented"].to_numpy()
+        below = (rho - part["rho_oriented_low"].to_numpy()).clip(min=0)
+        above = (part["rho_oriented_high"].to_numpy() - rho).clip(min=0)
+        for kind, color in colors.items():
+            rows = (part["kind"] == kind).to_numpy()
+            error = np.nan_to_num([below[rows], above[rows]])  # no interval: no bar
+            marker = "o" if kind == "metric" else "s"
+            ax.errorbar(rho[rows], y[rows], xerr=error, fmt=marker, color=color, ms=4, capsize=2)
+        baselines = part[part["kind"] == "baseline"]
+        if not baselines.empty:
+            ax.axvline(baselines["rho_oriented"].max(), color="0.3", ls="--", lw=1)
+        ax.axvline(0, color="0.6", lw=0.8)
+        labels = [
+            metric if kind == "baseline" else f"{metric} @ {layer}"
+            for metric, kind, layer in zip(part["metric"], part["kind"], part["layer"], strict=True)
+        ]
+        ax.set_yticks(y, labels, fontsize="small")
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_title(str(target), fontsize="medium")
+        ax.set_xlabel("oriented ρ", fontsize="small")
+    handles = [Line2D([], [], ls="", marker="o", color=colors["metric"]),
+               Line2D([], [], ls="", marker="s", color=colors["baseline"]),
+               Line2D([], [], ls="--", color="0.3")]  # fmt: skip
+    _legend_below(fig, handles, ["metric (best layer)", "trivial baseline", "best baseline"])
+    fig.suptitle(
+        "Leaderboard: does a metric beat the obvious? Oriented Spearman ρ with log-AUC\n"
+        "over all models (seeds averaged), 95 % bootstrap intervals",
+        fontsize="medium",
+    )
+    return fig
+
+
 FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame]], plt.Figure]] = {
+    "leaderboard": leaderboard,
     "pretrain_accuracy": pretrain_accuracy,
     "metrics_per_layer": metrics_per_layer,
     "finetune_curves": finetune_curves,
@@ -728,6 +780,7 @@ FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame]], plt.Figure]] = {
 
 #: The tables each figure of ``FIGURES`` reads.
 FIGURE_TABLES: dict[str, tuple[str, ...]] = {
+    "leaderboard": ("leaderboard",),
     "pretrain_accuracy": ("pretrain",),
     "metrics_per_layer": ("metrics",),
     "finetune_curves": ("finetune",),

@@ -129,6 +129,18 @@ def listed(items: list[str]) -> str:
     return f"{shown}, ... and {more} more ({len(items)} in all)" if more > 0 else shown
 
 
+def weight_accuracy(name: str) -> float | None:
+    """A torchvision weight's top-1 accuracy on the dataset it was trained on (its metadata's
+    first ``_metrics`` entry, e.g. ImageNet-1K acc@1) as a fraction; None when not recorded."""
+    import torchvision
+
+    metrics = torchvision.models.get_weight(name).meta.get("_metrics", {})
+    for values in metrics.values():
+        if "acc@1" in values:
+            return float(values["acc@1"]) / 100.0
+    return None
+
+
 def is_weight_name(weights: str) -> bool:
     """Whether ``weights`` names a torchvision weight (``ResNet18_Weights.IMAGENET1K_V1``) rather
     than a file (an existing file of that name wins)."""

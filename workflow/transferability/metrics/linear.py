@@ -171,9 +171,9 @@ hscore_reg.higher_is_better = True  # type: ignore[attr-defined]
 # --------------------------------------------------------------------------------------------
 
 
-#: ``evidence=`` of :func:`logme`: thuml/LogME's fixed-point code (the published numbers) or
-#: the exact marginal likelihood of the paper's model.
-LOGME_EVIDENCE = ("official", "exact")
+#: ``evidence=`` of :func:`logme`: the exact marginal likelihood of the paper's model (default),
+#: or thuml/LogME's ``_fit_fixed_point`` value, which omits d − n zero eigenvalues when n < d.
+LOGME_EVIDENCE = ("exact", "thuml_fixed_point")
 
 
 def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int, zero_terms: float = 0.0) -> float:
@@ -208,7 +208,7 @@ def _logme_evidence(sigma: np.ndarray, z2: np.ndarray, n: int, zero_terms: float
     return evidence / n
 
 
-def _logme_stats(stats: LayerStats, evidence: str = "official") -> float:
+def _logme_stats(stats: LayerStats, evidence: str = "exact") -> float:
     if evidence not in LOGME_EVIDENCE:
         raise ValueError(f"evidence must be one of {LOGME_EVIDENCE}, got {evidence!r}")
     require_classes(stats.counts)
@@ -216,10 +216,10 @@ def _logme_stats(stats: LayerStats, evidence: str = "official") -> float:
     if not (sigma > 0.0).any():
         warn("LogME: all features are zero; LogME is NaN")
         return math.nan
-    # thuml/LogME sums log(α + βσ) over the n singular values of F when n < d; the exact
-    # evidence over all d eigenvalues of FᵀF (the d − n missing ones are zeros)
+    # the exact evidence sums log(α + βσ) over all d eigenvalues of FᵀF (the d − n beyond the
+    # n of F Fᵀ are zeros); thuml's _fit_fixed_point over the n singular values of F only
     d, n = stats.n_features, stats.n
-    zero_terms = float(d - n) if evidence == "official" and d > n else 0.0
+    zero_terms = float(d - n) if evidence == "thuml_fixed_point" and d > n else 0.0
     z2 = (vec.T @ stats.class_indicator()) ** 2  # (n, K): (Uᵀ y_k)²
     try:
         values = [_logme_evidence(sigma, z2[:, k], n, zero_terms) for k in range(z2.shape[1])]
@@ -234,15 +234,15 @@ def _logme_stats(stats: LayerStats, evidence: str = "official") -> float:
 
 @register_metric("logme", higher_is_better=True)
 def _logme(stats: LayerStats) -> float:
-    return _logme_stats(stats, "official")
-
-
-@register_metric("logme_exact", higher_is_better=True)
-def _logme_exact(stats: LayerStats) -> float:
     return _logme_stats(stats, "exact")
 
 
-def logme(features: Any, labels: Any, *, evidence: str = "official") -> float:
+@register_metric("logme_thuml_fixed_point", higher_is_better=True)
+def _logme_thuml_fixed_point(stats: LayerStats) -> float:
+    return _logme_stats(stats, "thuml_fixed_point")
+
+
+def logme(features: Any, labels: Any, *, evidence: str = "exact") -> float:
     """LogME (You et al. 2021, "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning"): mean over classes of the maximised log evidence per sample of a Bayesian linear
     regression from the features to the one-vs-rest indicator of the class.
@@ -254,16 +254,19 @@ def logme(features: Any, labels: Any, *, evidence: str = "official") -> float:
     ``α = γ/(|m|² + 1e-5)``, ``β = (n−γ)/(|y−Fm|² + 1e-5)`` starts at α = β = 1 and stops after
     11 updates or when ``|Δt|/t <= 1e-3``; then ``L = n/2·log β + d/2·log α − n/2·log 2π
     − β/2·|y−Fm|² − α/2·|m|² − ½·Σ_{i=1..d} log(α + βσ_i)`` with the final α, β and the last
-    ``|m|²``, ``|y−Fm|²``. These are the conventions of thuml/LogME ``_fit_fixed_point`` (its
-    default).
+    ``|m|²``, ``|y−Fm|²``. These are the iteration conventions of thuml/LogME
+    ``_fit_fixed_point``.
 
-    ``evidence="official"`` (default; registered as ``logme``) is thuml/LogME's value, which
-    every published LogME number comes from: when n < d its log-determinant runs over the n
-    singular values of ``svd(F)`` while it keeps ``d/2·log α``. ``evidence="exact"``
-    (registered as ``logme_exact``) is the exact marginal likelihood of the paper's model (its
-    Algorithm 1): the log-determinant runs over all d eigenvalues of ``Fᵀ F``, zeros
-    contributing ``log α`` each, so the value depends on F only through ``F Fᵀ`` (zero columns
-    change nothing). The two differ by ``(d − n)/(2n)·log α`` per class when n < d and agree
+    ``evidence="exact"`` (default; registered as ``logme``) is the exact marginal likelihood of
+    the paper's model (its Algorithm 1): the log-determinant runs over all d eigenvalues of
+    ``Fᵀ F``, zeros contributing ``log α`` each, so the value depends on F only through ``F Fᵀ``
+    (zero columns change nothing). It is what thuml/LogME's ``_fit_icml`` (the paper's code),
+    TLlib's ``log_maximum_evidence`` and google-research's ``logme`` compute.
+    ``evidence="thuml_fixed_point"`` (registered as ``logme_thuml_fixed_point``, for comparing
+    with numbers from that code) is thuml/LogME's later default ``_fit_fixed_point``: when
+    n < d its log-determinant runs over the n singular values of ``svd(F)`` while it keeps
+    ``d/2·log α`` — a known bug (thuml/LogME PR #24) that makes the value grow with d and so
+    favours wide layers. The two differ by ``(d − n)/(2n)·log α`` per class when n < d and agree
     when n ≥ d (thuml/LogME then takes the d eigenvalues of ``FᵀF`` and drops those with a
     singular value ≤ 1e-10: for a rank-deficient F the zero ones come out of ``eigh`` as
     ±1e-12 rounding, and it keeps the positive ones — a rounding-dependent count; the exact
@@ -280,7 +283,7 @@ def logme(features: Any, labels: Any, *, evidence: str = "official") -> float:
     labels
         Integer class labels (n,); at least two classes (``ValueError`` otherwise).
     evidence
-        ``"official"`` (thuml/LogME) or ``"exact"``; see above.
+        ``"exact"`` (default) or ``"thuml_fixed_point"``; see above.
 
     Returns
     -------
