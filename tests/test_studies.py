@@ -125,7 +125,7 @@ def test_quanta_scores_join_the_metrics_and_correlation_tables(tmp_path):
                            "step": "9b", "layer": "fc1", "metric": "ss",
                            "value": [0.5, 0.4, 0.3, 0.2, 0.1], "note": ""})  # fmt: skip
     metric.to_csv(tmp_path / "metrics.csv", index=False)
-    names = ["pretrain", "metrics", "finetune", "logauc", "correlations"]
+    names = ["pretrain", "metrics", "finetune", "logauc", "correlations", "leaderboard"]
     tables = build_tables("cnn", [], [tmp_path / "metrics.csv"], curves,
                           {n: tmp_path / f"{n}.csv" for n in names}, metrics=["ss"],
                           quanta_scores=scores_path, quanta_lambda_init=0.9)  # fmt: skip

@@ -89,7 +89,10 @@ def test_tiny_run_tables(tiny_run):
     metrics = pd.read_csv(tables / "metrics.csv")
     per_model = 2 * 2 * 3  # targets × sources × checkpoints
     quanta = 2 * 2 * 2  # targets × sources × QUANTA layers, at the last checkpoint only
-    assert len(metrics) == per_model * (4 * (len(layer_metrics) + 1) + 2) + quanta
+    baselines = per_model * 3  # pretrain_samples, source_accuracy, random at layer "model"
+    assert len(metrics) == per_model * (4 * (len(layer_metrics) + 1) + 2) + quanta + baselines
+    assert set(metrics.loc[metrics.layer == "model", "metric"]) == {
+        "baseline_pretrain_samples", "baseline_source_accuracy", "baseline_random"}  # fmt: skip
     trained = metrics[(metrics.layer != "input") & metrics.metric.isin(["id", "ss", "rsa"])]
     assert np.isfinite(trained["value"]).all()
 
@@ -300,7 +303,7 @@ def test_reproduce_config_plans_its_protocol(tmp_path):
     assert counts["pretrain"] == "18"
     assert counts["extract"] == counts["finetune"] == counts["metrics"] == "36"
     assert not {"quanta", "layer_transfer", "random_tasks"} & set(counts)
-    assert counts["figure"] == "9"  # the track's figures, none of the studies'
+    assert counts["figure"] == "10"  # the track's figures, none of the studies'
 
 
 def test_report_holds_every_figure_and_table_with_captions(tiny_run):
