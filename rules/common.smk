@@ -42,6 +42,11 @@ def track_cfg(track):
     return config["tracks"][track]
 
 
+def metric_plugin_inputs(wildcards):
+    """The plugin files of a track's metrics: an edited plugin re-runs the metric jobs."""
+    return tconfig.metric_plugin_files(config, track_cfg(wildcards.track)["metrics"])
+
+
 def steps(track, stage):
     # a track that is not configured has no checkpoints (its rules then match nothing)
     if track not in config["tracks"]:

@@ -163,6 +163,7 @@ rule image_metrics:
     input:
         activations=image_activation_inputs,
         logits=image_logits_inputs,
+        plugins=metric_plugin_inputs,
     output:
         "results/{track}/metrics/{target}/{source}/seed{seed}/stepfinal.csv",
     log:

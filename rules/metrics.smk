@@ -3,6 +3,7 @@ rule metrics:
     input:
         activations=rules.extract.output.activations,
         logits=rules.extract.output.logits,
+        plugins=metric_plugin_inputs,
     output:
         [
             f"results/{{track}}/metrics/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"

@@ -116,6 +116,9 @@ rule random_tasks:
     input:
         checkpoint=study_checkpoint("random_tasks"),
         dataset=family_dataset,
+        plugins=lambda wc: tconfig.metric_plugin_files(
+            config, tconfig.random_tasks_metrics(config, wc.track)
+        ),
     output:
         "results/{track}/random_tasks/{family}/{source}/seed{seed}.csv",
     log:

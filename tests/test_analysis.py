@@ -409,3 +409,13 @@ def test_leaderboard_takes_each_metrics_best_layer_and_ranks_with_the_baselines(
     rsa = t.iloc[2]
     assert (rsa["rho_oriented_low"], rsa["rho_oriented_high"]) == (0.1, 0.8)
     assert board[board.target == "u"]["rho_oriented"].tolist() == [-0.1]
+
+
+def test_resampled_ranks_equal_scipy_rankdata_with_ties():
+    from transferability.analysis import Bootstrap, resampled_ranks
+
+    rng = np.random.default_rng(5)
+    for n in (1, 4, 30):
+        x = rng.integers(0, 4, size=n).astype(float)  # many ties
+        idx = Bootstrap(resamples=300).indices(n)
+        np.testing.assert_array_equal(resampled_ranks(x, idx), stats.rankdata(x[idx], axis=1))

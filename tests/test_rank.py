@@ -315,3 +315,21 @@ def test_weights_errors_name_the_architecture_and_keys(tmp_path, capsys):
         err = capsys.readouterr().err
         for needle in needles:
             assert needle in err, (needle, err)
+
+
+def test_cli_ranks_by_a_metric_plugin(models, capsys):
+    """`--metric-plugin` registers the example k-NN metric; the trained model's fc1 separates
+    FashionMNIST's classes better than a random model's."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "metric_plugin.py"
+    rc = rank_cli(
+        "--target", "fashion_mnist", "--model", models["random"], "--model", models["trained"],
+        "--name", "random", "--name", "trained", "--per-class", 20,
+        "--metric-plugin", example, "--metrics", "knn_loo,rsa",
+    )  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    header = next(i for i, line in enumerate(out) if line.startswith("rank"))
+    assert out[header].split() == ["rank", "model", "knn_loo", "rsa"]
+    assert out[header + 2].split()[:2] == ["1", "trained"]
+    values = [float(out[header + i].split()[2]) for i in (2, 3)]
+    assert 0.1 <= values[1] < values[0] <= 1.0  # accuracies over 10 classes

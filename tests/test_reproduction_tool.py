@@ -4,6 +4,7 @@ correlation table on the subset of seeds, pre-training checkpoints and fine-tuni
 from __future__ import annotations
 
 import importlib.util
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -104,3 +105,41 @@ def test_finetune_cut_table_lists_every_metric_at_each_cut_and_the_largest_chang
         deltas.append(delta)
     assert lines[-1] == (f"n = {3 * len(STEPS)} models (seeds averaged); largest |Δρ| over all "
                          f"metrics: {max(deltas):.3f}")  # fmt: skip
+
+
+def test_reevaluate_adds_baselines_intervals_and_leaderboard_and_is_idempotent(tmp_path):
+    """Recorded tables (docs/reproduction, cut to three metrics at pool2) re-evaluated without
+    re-training: baselines join as rows at layer ``model``, every pooled row gets intervals and
+    the comparison with the best baseline, the recorded finetune_step rows are kept, and a
+    second run writes the same files."""
+    reevaluate = reproduction.reevaluate
+    source = REPO / "docs" / "reproduction"
+    metrics = pd.read_csv(source / "metrics.csv")
+    keep = metrics["metric"].isin(["id", "ss", "rsa"]) & (metrics["layer"] == "pool2")
+    metrics[keep].to_csv(tmp_path / "metrics.csv", index=False)
+    for name in ("pretrain", "logauc"):
+        shutil.copyfile(source / f"{name}.csv", tmp_path / f"{name}.csv")
+    recorded = pd.read_csv(source / "correlations.csv")
+    fine = recorded[(recorded["grouping"] == "finetune_step") & recorded["metric"].isin(["rsa"])]
+    fine.to_csv(tmp_path / "correlations.csv", index=False)
+
+    tables = reevaluate(tmp_path)
+    board = tables["leaderboard"]
+    assert set(board["metric"]) == {"id", "ss", "rsa", "baseline_pretrain_samples",
+                                    "baseline_source_accuracy", "baseline_random"}  # fmt: skip
+    pooled = tables["correlations"].query("grouping == 'all' and layer == 'pool2'")
+    assert pooled[["rho_boot_low", "p_not_better"]].notna().all().all()
+    assert (pooled["best_baseline"] == "baseline_pretrain_samples").all()
+    # the recorded table's pooled ρ is unchanged by the re-evaluation
+    before = recorded.query("grouping == 'all' and layer == 'pool2'").set_index(
+        ["target", "metric"]
+    )
+    after = pooled.set_index(["target", "metric"])
+    np.testing.assert_allclose(after["rho"], before.loc[after.index, "rho"], rtol=1e-12)
+    kept = pd.read_csv(tmp_path / "correlations.csv").query("grouping == 'finetune_step'")
+    assert len(kept) == len(fine)
+    first = {n: (tmp_path / f"{n}.csv").read_bytes() for n in ("metrics", "correlations",
+                                                                "leaderboard")}  # fmt: skip
+    assert (tmp_path / "leaderboard.png").stat().st_size > 0
+    reevaluate(tmp_path)
+    assert {n: (tmp_path / f"{n}.csv").read_bytes() for n in first} == first

@@ -236,6 +236,43 @@ def test_deleting_an_activation_file_replans_producer_and_dependants(tiny_copy):
     assert aggregates == ["all"] + ["figure"] * len(TRACK_FIGURES) + ["tables"]
 
 
+def test_a_metric_plugin_reaches_every_table_and_its_edit_reruns_only_metrics(tiny_copy):
+    """One config line adds the example k-NN metric (a ``features`` plugin) to a finished run:
+    only the metric jobs and what reads them run; an edit of the plugin re-runs the same."""
+    plugin = tiny_copy / "my_metric.py"
+    plugin.write_text((REPO / "examples" / "metric_plugin.py").read_text())
+    config = tiny_config()
+    config["metric_plugins"] = ["my_metric.py"]  # relative to the working directory
+    config["tracks"]["cnn"]["metrics"] += ["knn_loo"]
+    runs = [{"track": "cnn", "target": t, "source": s, "seed": "0"}
+            for t in ("fashion_mnist", "mnist") for s in ("fashion_mnist", "mnist")]  # fmt: skip
+
+    def metric_jobs():
+        jobs = planned_jobs(tiny_copy, config)
+        assert {rule for rule, _ in jobs} - {"metrics"} <= AGGREGATES, jobs
+        return sorted((wc for rule, wc in jobs if rule == "metrics"), key=str)
+
+    assert metric_jobs() == sorted(runs, key=str)
+    snakemake(tiny_copy, config, "--cores", "2")
+    tables = tiny_copy / "results/cnn/tables"
+    rows = pd.read_csv(tables / "metrics.csv").query("metric == 'knn_loo'")
+    assert set(rows["layer"]) == set(config["tracks"]["cnn"]["layers"])
+    assert len(rows) == 4 * 3 * 4 and rows["value"].between(0, 1).all()  # runs × steps × layers
+    correlations = pd.read_csv(tables / "correlations.csv").query("metric == 'knn_loo'")
+    pooled = correlations.query("grouping == 'all'")
+    assert len(pooled) == 2 * 4
+    varying = pooled["layer"] != "input"  # every model sees the same images: constant there
+    assert pooled[varying]["rho_boot_low"].notna().all()
+    assert pooled[~varying]["note"].str.contains("constant").all()
+    assert pooled[varying]["best_baseline"].str.startswith("baseline_").all()
+    leaderboard = pd.read_csv(tables / "leaderboard.csv")
+    assert (leaderboard.query("metric == 'knn_loo'")["kind"] == "metric").sum() == 2
+    assert planned_jobs(tiny_copy, config) == []
+
+    plugin.write_text(plugin.read_text().replace("K = 5", "K = 3"))
+    assert metric_jobs() == sorted(runs, key=str)
+
+
 def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
     checkpoint = tiny_copy / "results/cnn/checkpoints/mnist/seed0/step3b.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
@@ -260,10 +297,33 @@ def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
         ({"metrics": ["idd"]}, "tracks.cnn.metrics: unknown metric(s) ['idd']"),
         ({"metrics": ["id", "c56"]}, "'c56' combines ['s5', 's6']"),
         ({"sources": {"mnist": {"dataset": "mnist_typo"}}}, "known datasets: ['mnist'"),
+        ({"metric_plugins": ["broken.py"]}, "broken.py failed to import: NameError"),
+        ({"metric_plugins": ["clash.py"]}, "'ss' is already registered as a built-in"),
+        (
+            {
+                "metric_plugins": [str(REPO / "examples/metric_plugin.py")],
+                "features_max_gib": 1e-3,
+                "metrics": ["id", "knn_loo"],
+            },
+            "layer 'conv1' of source",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, expected):
-    result = snakemake(tmp_path, tiny_config(**change), "--cores", "1", check=False)
+    (tmp_path / "broken.py").write_text("undefined_name + 1\n")
+    (tmp_path / "clash.py").write_text(
+        "from transferability.metrics import register_metric\n"
+        "register_metric('ss', higher_is_better=True)(lambda stats: 0.0)\n"
+    )
+    config = tiny_config(
+        **{
+            k: v
+            for k, v in change.items()
+            if k in ("metrics", "sources", "seedz", "seeds", "layers")
+        }
+    )
+    config.update({k: v for k, v in change.items() if k in ("metric_plugins", "features_max_gib")})
+    result = snakemake(tmp_path, config, "--cores", "1", check=False)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()

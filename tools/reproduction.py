@@ -30,8 +30,8 @@ from transferability.schedule import sort_labels
 THESIS_METRICS = ("id", "ss", "rsa")
 PREDICTION_METRICS = frozenset(metric_names("prediction"))
 EXPECTED_SIGN = {"id": -1, "ss": -1, "rsa": 1}  # thesis §3.3: ID and SS negative, RSA positive
-TABLES = ("correlations", "logauc", "pretrain", "metrics")
-FIGURES = ("correlations", "correlations_source", "correlations_pretrain_step",
+TABLES = ("correlations", "logauc", "pretrain", "metrics", "leaderboard")
+FIGURES = ("leaderboard", "correlations", "correlations_source", "correlations_pretrain_step",
            "correlations_finetune_step", "finetune_curves", "finetune_delta",
            "metric_vs_logauc", "pretrain_accuracy")  # fmt: skip
 
@@ -211,6 +211,40 @@ def finetune_cut_table(
     return "\n".join(lines)
 
 
+def reevaluate(folder: Path, track: str = "cnn") -> dict[str, pd.DataFrame]:
+    """Today's evaluation of recorded tables, without re-training: the trivial baselines, the
+    bootstrap intervals, the paired comparison with the best baseline, source-pool stability
+    and the leaderboard, from ``folder``'s ``metrics``, ``pretrain`` and ``logauc`` tables (its
+    ``finetune`` table when there is one). Without it the ``finetune_step`` rows of the
+    recorded ``correlations.csv`` are kept as they are (the per-checkpoint accuracies were not
+    recorded). Writes ``metrics``, ``correlations``, ``leaderboard`` (CSV) and
+    ``leaderboard.png`` into ``folder``; running it again gives the same files."""
+    from transferability import baselines as trivial
+    from transferability.figures import draw_figure
+    from transferability.pipeline import evaluate_tables, write_csv
+
+    def read(name: str) -> pd.DataFrame:  # exact floats: a second run writes the same bytes
+        return pd.read_csv(folder / f"{name}.csv", float_precision="round_trip")
+
+    recorded = {name: read(name) for name in ("metrics", "pretrain", "logauc")}
+    metrics = recorded["metrics"]
+    metrics = metrics[~metrics["metric"].str.startswith(trivial.PREFIX)]  # added by a past run
+    finetune = read("finetune") if (folder / "finetune.csv").is_file() else None
+    tables = evaluate_tables(
+        track, recorded["pretrain"], metrics, finetune, logauc=recorded["logauc"],
+        baselines=trivial.DEFAULTS["image" if track != "cnn" else "cnn"], bootstrap={},
+    )  # fmt: skip
+    if finetune is None:
+        correlations = read("correlations")
+        kept = correlations[correlations["grouping"] == "finetune_step"]
+        tables["correlations"] = pd.concat([tables["correlations"], kept], ignore_index=True)
+    for name in ("metrics", "correlations", "leaderboard"):
+        write_csv(tables[name], folder / f"{name}.csv")
+    draw_figure("leaderboard", {"leaderboard": folder / "leaderboard.csv"},
+                folder / "leaderboard.png")  # fmt: skip
+    return tables
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/cnn"))
@@ -224,7 +258,21 @@ def main() -> None:
         metavar="STEP",
         help="only print every metric's pooled ρ with fine-tuning curves cut at these steps",
     )
+    parser.add_argument(
+        "--reevaluate",
+        type=Path,
+        metavar="DIR",
+        help="only re-evaluate the recorded tables in DIR (e.g. docs/reproduction): baselines, "
+        "bootstrap intervals, leaderboard; nothing is re-trained",
+    )
+    parser.add_argument("--track", default="cnn", help="the track of --reevaluate's tables")
     args = parser.parse_args()
+    if args.reevaluate:
+        board = reevaluate(args.reevaluate, args.track)["leaderboard"]
+        columns = ["target", "rank", "metric", "layer", "rho_oriented", "rho_oriented_low",
+                   "rho_oriented_high", "best_baseline", "p_not_better"]  # fmt: skip
+        print(board[columns].to_string())
+        return
     tables, figures = args.results / "tables", args.results / "figures"
     if args.finetune_cut:
         metrics = pd.read_csv(tables / "metrics.csv")

@@ -2,12 +2,14 @@
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
+from transferability.config import metric_plugins
 from transferability.pipeline import setup_logging
 from transferability.studies import random_tasks
 from transferability.tasks import family_tasks
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
+metric_plugins(sm.config)  # the config's own metrics, registered before use
 family = sm.wildcards.family
 random_tasks(
     sm.input.checkpoint,

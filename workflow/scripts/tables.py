@@ -1,9 +1,11 @@
 """Rule tables: concatenate per-run CSVs, add aggregate metrics, log-AUC and correlations."""
 
+from transferability.config import metric_plugins
 from transferability.pipeline import build_tables, setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
+metric_plugins(sm.config)  # directions of the config's own metrics
 scores = sm.input.quanta_scores  # [] when the QUANTA study is off
 build_tables(
     sm.wildcards.track,

@@ -62,49 +62,72 @@ class Bootstrap:
         return rng.integers(0, n, size=(self.resamples, n))
 
 
+def resampled_ranks(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(x[idx], axis=1)`` (average ranks for ties), from one sort of
+    ``x``: within a resample, a value's average rank is the count of smaller values drawn plus
+    (its own count + 1) / 2 — per-row counts of each distinct value are one ``bincount``."""
+    values, code = np.unique(x, return_inverse=True)
+    b, u = len(idx), len(values)
+    drawn = code.reshape(-1)[idx]
+    counts = np.bincount((drawn + u * np.arange(b)[:, None]).ravel(), minlength=b * u)
+    counts = counts.reshape(b, u).astype(np.float64)
+    average = np.cumsum(counts, axis=1) - (counts - 1.0) / 2.0
+    return np.take_along_axis(average, drawn, axis=1)
+
+
 def spearman_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Spearman ρ of ``x[i], y[i]`` for every row ``i`` of ``idx`` (average ranks for ties, as
     :func:`scipy.stats.spearmanr`); NaN where a resample is constant in x or y."""
-    rx = stats.rankdata(x[idx], axis=1)
-    ry = stats.rankdata(y[idx], axis=1)
+    rx = resampled_ranks(x, idx)
+    ry = resampled_ranks(y, idx)
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
 
 
-def _weighted_tau_ranked(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Vigna's weighted τ of each row pair of ``x``, ``y`` (B, n) with additive hyperbolic
-    weights ``1/(r+1)``, r = rank in decreasing lexicographic order of (x, y): scipy's
-    ``_weightedrankedtau(x, y, None)`` written out over all pairs."""
+def _hyperbolic_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``1/(r+1)`` per entry, r = rank in decreasing lexicographic order of (x, y) per row."""
     b, n = x.shape
     order = np.lexsort((y, x), axis=-1)[:, ::-1]
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (b, n)), axis=1)
-    w = 1.0 / (rank + 1.0)
-    i, j = np.triu_indices(n, 1)
-    weight = w[:, i] + w[:, j]
-    sx, sy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (weight * sx * sy).sum(1) / np.sqrt(
-            (weight * (sx != 0)).sum(1) * (weight * (sy != 0)).sum(1)
-        )
+    return 1.0 / (rank + 1.0)
+
+
+def _weighted_tau_symmetric(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy's ``weightedtau(x, y)`` (rank=True) for each row pair of ``x``, ``y`` (B, n): the
+    mean of Vigna's τ with additive hyperbolic weights ranked by (x, y) and by (y, x), scipy's
+    ``_weightedrankedtau`` written out. With additive weights a sum over pairs
+    Σ_{i<j} (w_i + w_j) s_ij of a symmetric s is Σ_i w_i Σ_{j≠i} s_ij, so the pairs' signs are
+    summed per model once and serve both weightings."""
+    sx = np.sign(x[:, :, None] - x[:, None, :]).astype(np.int8)
+    sy = np.sign(y[:, :, None] - y[:, None, :]).astype(np.int8)
+    concordance = np.einsum("bij,bij->bi", sx, sy, dtype=np.float64)
+    untied_x = np.count_nonzero(sx, axis=2).astype(np.float64)
+    untied_y = np.count_nonzero(sy, axis=2).astype(np.float64)
+    tau = np.zeros(len(x))
+    for w in (_hyperbolic_weights(x, y), _hyperbolic_weights(y, x)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tau += np.einsum("bi,bi->b", w, concordance) / np.sqrt(
+                np.einsum("bi,bi->b", w, untied_x) * np.einsum("bi,bi->b", w, untied_y)
+            )
+    return tau / 2
 
 
 def weighted_tau_resampled(
-    x: np.ndarray, y: np.ndarray, idx: np.ndarray, chunk_pairs: int = 4_000_000
+    x: np.ndarray, y: np.ndarray, idx: np.ndarray, chunk_pairs: int = 8_000_000
 ) -> np.ndarray:
     """``scipy.stats.weightedtau(x[i], y[i]).statistic`` (defaults: rank=True, hyperbolic
     additive weights) for every row ``i`` of ``idx``, vectorised (equal to scipy within 1e-15,
-    tests/test_analysis.py); rows are processed in chunks of about ``chunk_pairs`` pairs."""
+    tests/test_analysis.py); rows are processed in chunks of about ``chunk_pairs`` ordered
+    pairs (two int8 sign arrays of that size)."""
     n = idx.shape[1]
-    step = max(1, chunk_pairs // max(1, n * (n - 1) // 2))
+    step = max(1, chunk_pairs // max(1, n * n))
     out = np.empty(len(idx))
     for start in range(0, len(idx), step):
-        xs, ys = x[idx[start : start + step]], y[idx[start : start + step]]
-        out[start : start + step] = (
-            _weighted_tau_ranked(xs, ys) + _weighted_tau_ranked(ys, xs)
-        ) / 2
+        rows = idx[start : start + step]
+        out[start : start + step] = _weighted_tau_symmetric(x[rows], y[rows])
     return out
 
 
@@ -355,9 +378,10 @@ def aggregate_metrics(metrics: pd.DataFrame, names: Sequence[str]) -> pd.DataFra
 def correlation_table(
     track: str,
     metrics: pd.DataFrame,
-    finetune: pd.DataFrame,
+    finetune: pd.DataFrame | None,
     directions: dict[str, bool],
     bootstrap: Bootstrap | None = None,
+    logauc: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Correlations (:func:`correlate`) between every metric and transfer performance per
     (target, layer, metric), for the four groupings of thesis §3.3; ``directions`` maps each
@@ -374,12 +398,15 @@ def correlation_table(
     (``best_baseline``), and on the models both rank (at least 4): the metric's oriented ρ minus
     the baseline's (``delta_rho_vs_baseline``) and :func:`paired_not_better`; for
     grouping ``all`` also :func:`source_pool_stability`.
+
+    ``logauc``: the curves' log-AUCs (:func:`log_auc_table`) when ``finetune`` is not at hand
+    (None: no ``finetune_step`` grouping), e.g. recorded tables re-evaluated without re-training.
     """
     model = ["target", "source", "pretrain_step"]
     # checkpoint labels as text everywhere: a CSV holding only step "0" reads it as the integer 0
-    finetune = finetune.astype({"pretrain_step": str})
-    logauc = log_auc_table(finetune).groupby(model, as_index=False)["logauc"].mean()
-    accuracy = finetune.groupby(model + ["finetune_step"], as_index=False)["test_accuracy"].mean()
+    if logauc is None:
+        logauc = log_auc_table(finetune.astype({"pretrain_step": str}))
+    logauc = logauc.astype({"pretrain_step": str}).groupby(model, as_index=False)["logauc"].mean()
     values = (
         metrics.rename(columns={"step": "pretrain_step"})
         .astype({"pretrain_step": str})
@@ -387,7 +414,6 @@ def correlation_table(
         .mean()
     )
     with_auc = values.merge(logauc, on=model, how="inner")
-    with_acc = values.merge(accuracy, on=model, how="inner")
     rows = []
     scores = {}  # row number → (oriented value, truth) per model, for the paired comparisons
 
@@ -408,7 +434,11 @@ def correlation_table(
     add(with_auc, "logauc", "all", None)
     add(with_auc, "logauc", "source", "source")
     add(with_auc, "logauc", "pretrain_step", "pretrain_step")
-    add(with_acc, "test_accuracy", "finetune_step", "finetune_step")
+    if finetune is not None:
+        finetune = finetune.astype({"pretrain_step": str})
+        accuracy = finetune.groupby(model + ["finetune_step"], as_index=False)["test_accuracy"]
+        with_acc = values.merge(accuracy.mean(), on=model, how="inner")
+        add(with_acc, "test_accuracy", "finetune_step", "finetune_step")
     table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
     if bootstrap is not None:
         _compare_with_baselines(table, scores, bootstrap)
@@ -434,15 +464,19 @@ def _compare_with_baselines(
                 continue
             table.at[i, "best_baseline"] = table.at[best, "metric"]
             # both on the models both rank (a study metric may cover only some of them)
-            both = scores[i].join(base["value"].rename("baseline"), how="inner").dropna()
+            if scores[i].index.equals(base.index):  # the usual case: no join needed
+                both = scores[i].assign(baseline=base["value"].to_numpy()).dropna()
+            else:
+                both = scores[i].join(base["value"].rename("baseline"), how="inner").dropna()
             if len(both) < 4:
                 continue
             metric, baseline = (snap_ties(both[c].to_numpy()) for c in ("value", "baseline"))
             truth = both["truth"].to_numpy()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a constant column: ρ is NaN
-                delta = stats.spearmanr(metric, truth)[0] - stats.spearmanr(baseline, truth)[0]
-            table.at[i, "delta_rho_vs_baseline"] = float(delta)
+            whole = np.arange(len(truth))[None]  # one "resample": the models themselves
+            delta = spearman_resampled(metric, truth, whole) - spearman_resampled(
+                baseline, truth, whole
+            )
+            table.at[i, "delta_rho_vs_baseline"] = float(delta[0])
             table.at[i, "p_not_better"] = paired_not_better(metric, baseline, truth, bootstrap)
 
 

@@ -192,6 +192,19 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
         ) from err
 
 
+def activation_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of an activation file's activations (cheap: no data are read)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return tuple(int(n) for n in f["activations"].shape)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(
+            f"cannot read activations file {path}: {type(err).__name__}: {err}"
+        ) from err
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()

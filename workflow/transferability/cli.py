@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     how.add_argument("--by", metavar="METRIC", help="rank by this metric (default: the first)")
     how.add_argument(
+        "--metric-plugin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a Python file (or module) registering your own metrics with register_metric; "
+        "their names can then go in --metrics (repeatable; docs/plugins.md)",
+    )
+    how.add_argument(
         "--per-class",
         type=int,
         metavar="N",
@@ -171,6 +179,7 @@ def run_rank(args: argparse.Namespace) -> int:
     """Run ``transferability rank`` with parsed ``args``; raises ``RankError`` on user errors."""
     from transferability.config import config_checkpoints
     from transferability.data import DATASET_ROOT
+    from transferability.plugins import load_plugins
     from transferability.rank import (
         DEFAULT_METRICS,
         RankError,
@@ -180,6 +189,7 @@ def run_rank(args: argparse.Namespace) -> int:
         write_table_csv,
     )
 
+    load_plugins(args.metric_plugin)  # before the metric names are checked
     models = list(args.model)
     names = list(args.name) if args.name else None
     if names is not None and len(names) != len(models):
@@ -260,11 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     if args.command == "rank":
         from transferability.config import ConfigError
+        from transferability.plugins import PluginError
         from transferability.rank import RankError
 
         try:
             return run_rank(args)
-        except (RankError, ConfigError, FileNotFoundError) as err:
+        except (RankError, ConfigError, PluginError, FileNotFoundError) as err:
             print(f"{PROG} rank: error: {err}", file=sys.stderr)
             return 2
     parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices

@@ -1,7 +1,8 @@
 """Resolving the workflow configuration (validated by ``schemas/config.schema.yaml``) into the
 settings one job needs, plus the semantic checks a JSON schema cannot express.
 
-Imported while the Snakefile is parsed: it must not import torch.
+Imported while the Snakefile is parsed: it must not import torch (only a config with
+``features`` metrics does, to measure its layers before any job).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferability.data import KNOWN_DATASETS
+from transferability.data import KNOWN_DATASETS, KNOWN_NUM_CLASSES
 from transferability.layers import CNN_LAYERS
 from transferability.schedule import parse_label, sort_labels
 
@@ -177,12 +178,12 @@ def random_tasks_protocol(config: dict, track_name: str) -> dict[str, Any]:
 
 def random_tasks_metrics(config: dict, track_name: str) -> list[str]:
     """Metrics computed per random task: the study's list, else the track's minus aggregates
-    (which compare models, not tasks)."""
-    from transferability.metrics import metric_names
+    (which compare models, not tasks) and ``features`` metrics (whole layers in memory)."""
+    from transferability.metrics import METRICS
 
     chosen = study(config, track_name, "random_tasks").get("metrics")
     names = chosen if chosen is not None else track(config, track_name)["metrics"]
-    return [m for m in names if m not in metric_names("aggregate")]
+    return [m for m in names if METRICS[m].kind not in ("aggregate", "features")]
 
 
 def task_family(config: dict, track_name: str, family: str) -> dict[str, Any]:
@@ -415,9 +416,40 @@ def _check_image_track(config: dict, track_name: str) -> None:
             )
 
 
+def metric_plugins(config: dict) -> list:
+    """Import the config's ``metric_plugins`` (:mod:`transferability.plugins`), so that their
+    names are known metrics; :class:`ConfigError` names the plugin and the problem."""
+    from transferability.plugins import PluginError, load_plugins
+
+    try:
+        return load_plugins(config.get("metric_plugins"))
+    except PluginError as err:
+        raise ConfigError(f"metric_plugins: {err}") from None
+
+
+def metric_plugin_files(config: dict, names: list[str]) -> list[str]:
+    """The plugin files that define metrics among ``names`` (inputs of the jobs computing them,
+    so that editing a plugin re-runs exactly those jobs)."""
+    from transferability.plugins import plugin_of
+
+    return sorted({plugin_of(name) for name in names} - {None})
+
+
+#: The largest layer a ``features`` metric may hold in memory unless ``features_max_gib`` says.
+FEATURES_MAX_GIB = 2.0
+
+
+def features_max_bytes(config: dict) -> int:
+    """``features_max_gib`` in bytes: the bound on one layer's activations (float32) that a
+    ``features`` metric receives in memory."""
+    return int(float(config.get("features_max_gib", FEATURES_MAX_GIB)) * 2**30)
+
+
 def check(config: dict) -> None:
     """Semantic checks after schema validation; raises :class:`ConfigError` naming the key."""
+    metric_plugins(config)
     for track_name, settings in config["tracks"].items():
+        _check_features_bound(config, track_name)
         if track_name in IMAGE_TRACKS:
             _check_image_track(config, track_name)
             continue
@@ -443,6 +475,74 @@ def check(config: dict) -> None:
                 f"{prefix}.pretrain.checkpoints must include '0' (the untrained baseline)"
             )
         _check_studies(config, track_name)
+
+
+def _target_classes(config: dict, track_name: str, target_name: str) -> int | None:
+    """Classes of a target where the config tells them (None: only the data will)."""
+    if track_name not in IMAGE_TRACKS:
+        return KNOWN_NUM_CLASSES.get(_member(config, track_name, "targets", target_name)["dataset"])
+    settings = track(config, track_name)["targets"][target_name]
+    if settings.get("make_from"):
+        return KNOWN_NUM_CLASSES.get(settings["make_from"])
+    root = Path(settings["root"])
+    if settings.get("format", "imagefolder") == "imagefolder" and root.is_dir():
+        return sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return None
+
+
+def _layer_features(config: dict, track_name: str, source_name: str) -> dict[str, int]:
+    """Features per sample of each configured layer of a source (one forward pass of a fresh
+    model on one blank image)."""
+    import torch
+
+    from transferability.families import ModelSpec, build_model, family_of, forward_layers
+
+    settings = track(config, track_name)
+    layers = settings["layers"]
+    if track_name not in IMAGE_TRACKS:
+        spec, size, channels = ModelSpec("thesis_cnn", 10), 28, 1
+    else:
+        own = settings["sources"][source_name]
+        layers = own.get("layers") or layers
+        spec = ModelSpec.create(
+            own["arch"], None if own.get("encoder") else 1000,
+            cifar=bool(own.get("cifar")), image_size=own.get("image_size"),
+        )  # fmt: skip
+        size, channels = image_transforms(config, track_name, source_name)["crop"], 3
+    model = build_model(spec, seed=0).eval()
+    resolved = family_of(model).check_layers(model, layers)
+    with torch.no_grad():
+        out = forward_layers(model, torch.zeros(1, channels, size, size), resolved)
+    return {name: int(out[r][0].numel()) for name, r in zip(layers, resolved, strict=True)}
+
+
+def _check_features_bound(config: dict, track_name: str) -> None:
+    """Refuse, before any job, a layer too large for the track's ``features`` metrics."""
+    from transferability.metrics import METRICS
+
+    settings = config["tracks"][track_name]
+    wanted = [m for m in settings["metrics"] if getattr(METRICS.get(m), "kind", "") == "features"]
+    if not wanted:
+        return
+    bound = features_max_bytes(config)
+    extract = settings.get("extract") or {}
+    for target_name, target_settings in settings["targets"].items():
+        per_class = (target_settings or {}).get("per_class") or extract.get("per_class")
+        classes = _target_classes(config, track_name, target_name)
+        if per_class is None or classes is None:
+            continue  # the metric job checks the file itself
+        for source_name in settings["sources"]:
+            for layer, features in _layer_features(config, track_name, source_name).items():
+                size = per_class * classes * features * 4
+                if size > bound:
+                    raise ConfigError(
+                        f"tracks.{track_name}.metrics: {wanted} receive whole layers in memory, "
+                        f"but layer {layer!r} of source {source_name!r} on target "
+                        f"{target_name!r} holds {per_class * classes} × {features} float32 = "
+                        f"{size / 2**30:.2f} GiB > features_max_gib "
+                        f"({bound / 2**30:g} GiB); raise features_max_gib, choose smaller "
+                        "layers or fewer extraction samples"
+                    )
 
 
 def _check_subset(key: str, chosen: list | None, known: list) -> None:
@@ -485,14 +585,15 @@ def _check_studies(config: dict, track_name: str) -> None:
 
 
 def _check_random_tasks(config: dict, track_name: str, tasks: dict) -> None:
-    from transferability.metrics import METRICS, metric_names
+    from transferability.metrics import METRICS
 
     prefix = f"tracks.{track_name}.studies.random_tasks"
     unknown = [layer for layer in tasks["layers"] if layer not in CNN_LAYERS]
     if unknown:
         raise ConfigError(f"{prefix}.layers: unknown layer(s) {unknown}; known: {list(CNN_LAYERS)}")
     if tasks.get("metrics") is not None:
-        per_task = [m for m in METRICS if m not in metric_names("aggregate")]
+        # features metrics hold a whole layer: the metric jobs check its size, the study does not
+        per_task = [m for m in METRICS if METRICS[m].kind not in ("aggregate", "features")]
         _check_subset(f"{prefix}.metrics", tasks["metrics"], per_task)
     metrics = random_tasks_metrics(config, track_name)
     if tasks["levels_metric"] not in metrics:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from transferability import __version__
-from transferability.artifacts import read_activations, read_attrs, write_csv
+from transferability.artifacts import activation_shape, read_activations, read_attrs, write_csv
 from transferability.data import ImageDataset, balanced_subset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -252,12 +252,37 @@ def _safely(metric, *inputs) -> tuple[float, str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            value, note = float(metric(*inputs)), ""
+            value, note = _scalar(metric(*inputs))
         except ValueError as err:
             value, note = math.nan, str(err)
+        except Exception as err:
+            plugin = getattr(metric, "plugin", None)
+            if plugin is None:  # a built-in metric's bug: never hide it
+                raise
+            raise RuntimeError(
+                f"metric {metric.metric_name!r} of plugin {plugin} failed: "
+                f"{type(err).__name__}: {err}"
+            ) from err
     if caught and not note:
         note = "; ".join(dict.fromkeys(str(w.message) for w in caught))
     return value, note
+
+
+def _scalar(value) -> tuple[float, str]:
+    """``(value, "")`` for one finite number or NaN; NaN with the reason for anything else (a
+    plugin's array, string or infinity must not reach the correlations)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return math.nan, f"undefined: the metric returned {type(value).__name__}, not a number"
+    if array.shape != ():
+        return (
+            math.nan,
+            f"undefined: the metric returned an array of shape {array.shape}, not a number",
+        )
+    if np.isinf(array):
+        return math.nan, f"undefined: the metric returned {float(array)}"
+    return float(array), ""
 
 
 #: The layer whose values never depend on the model's weights: the images as fed to the network.
@@ -281,6 +306,7 @@ def metric_table(
     metrics: Sequence[str],
     logits_file: str | Path | None = None,
     reuse: dict[tuple, list[dict]] | None = None,
+    features_max_bytes: int = 2 * 2**30,
 ) -> pd.DataFrame:
     """Tidy rows (layer, metric, value, note) for one model on one target.
 
@@ -294,23 +320,31 @@ def metric_table(
     the ``input`` layer's rows are kept there under a digest of its values and labels and reused
     when another model's input layer has the same ones (every checkpoint of a run sees the same
     images, so its rows are computed once per run, not once per checkpoint).
+
+    ``features`` metrics (plugins) receive each layer in memory; a layer larger than
+    ``features_max_bytes`` raises before it is read.
     """
     from transferability.metrics import layer_stats_from_h5, metric_names, stats_options
 
     layer_metrics = [m for m in metrics if m in metric_names("layer")]
+    feature_metrics = [m for m in metrics if m in metric_names("features")]
     prediction_metrics = [m for m in metrics if m in metric_names("prediction")]
     options = stats_options(layer_metrics)
     rows = []
-    for path in activation_files if layer_metrics else []:
+    for path in activation_files if layer_metrics or feature_metrics else []:
         layer = read_attrs(path).get("layer", Path(path).stem)
         key = None
         if reuse is not None and layer == INPUT_LAYER:
-            key = (_input_digest(path), tuple(layer_metrics))
+            key = (_input_digest(path), tuple(layer_metrics + feature_metrics))
             if key in reuse:
                 rows += [dict(row) for row in reuse[key]]
                 continue
-        stats = layer_stats_from_h5(path, **options)
-        layer_rows = layer_metric_rows(layer, stats, layer_metrics)
+        layer_rows = []
+        if layer_metrics:
+            stats = layer_stats_from_h5(path, **options)
+            layer_rows += layer_metric_rows(layer, stats, layer_metrics)
+        if feature_metrics:
+            layer_rows += feature_metric_rows(layer, path, feature_metrics, features_max_bytes)
         if key is not None:
             reuse[key] = [dict(row) for row in layer_rows]
         rows += layer_rows
@@ -335,6 +369,28 @@ def layer_metric_rows(layer: str, stats, names: Sequence[str]) -> list[dict]:
     from transferability.metrics import METRICS
 
     return [_metric_row(layer, name, _safely(METRICS[name], stats)) for name in names]
+
+
+def feature_metric_rows(
+    layer: str, path: str | Path, names: Sequence[str], max_bytes: int = 2 * 2**30
+) -> list[dict]:
+    """Rows of ``features`` metrics ``names``: each receives the layer of activation file
+    ``path`` in memory as float32 (n, d) and the labels. ``ValueError`` names the file when the
+    layer is larger than ``max_bytes``."""
+    from transferability.metrics import METRICS
+
+    shape = activation_shape(path)
+    size = int(np.prod(shape, dtype=np.int64)) * 4
+    if size > max_bytes:
+        raise ValueError(
+            f"{path}: layer {layer!r} holds {shape[0]} × {int(np.prod(shape[1:]))} float32 = "
+            f"{size / 2**30:.2f} GiB, more than the {max_bytes / 2**30:g} GiB bound of features "
+            f"metrics {list(names)} (config features_max_gib)"
+        )
+    features, labels, _ = read_activations(path)
+    features = np.ascontiguousarray(features.reshape(len(features), -1), dtype=np.float32)
+    features.setflags(write=False)  # one array for every metric: none may change it
+    return [_metric_row(layer, name, _safely(METRICS[name], features, labels)) for name in names]
 
 
 def prediction_metric_rows(
@@ -483,6 +539,58 @@ def _concat(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def evaluate_tables(
+    track: str,
+    pretrain: pd.DataFrame,
+    metric_rows: pd.DataFrame,
+    finetune: pd.DataFrame | None,
+    *,
+    logauc: pd.DataFrame | None = None,
+    metrics: Sequence[str] = (),
+    quanta_scores: pd.DataFrame | None = None,
+    quanta_lambda_init: float = 0.9,
+    baselines: Sequence[str] = (),
+    bootstrap: Mapping[str, float] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """:func:`build_tables` on tables in memory. Without ``finetune`` (recorded tables that
+    kept only the log-AUCs, ``logauc``) there is no ``finetune`` table and no ``finetune_step``
+    grouping."""
+    from transferability import baselines as trivial
+    from transferability.analysis import (
+        Bootstrap,
+        aggregate_metrics,
+        correlation_table,
+        leaderboard_table,
+        log_auc_table,
+    )
+    from transferability.metrics import METRICS, metric_names
+
+    tables = {"pretrain": pretrain, "metrics": metric_rows}
+    if finetune is not None:
+        tables["finetune"] = finetune
+    aggregates = [m for m in metrics if m in metric_names("aggregate")]
+    parts = [metric_rows, aggregate_metrics(metric_rows, aggregates)]
+    directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
+    if quanta_scores is not None:
+        from transferability.quanta import QUANTA_HIGHER_IS_BETTER, quanta_metric_rows
+
+        parts.append(quanta_metric_rows(quanta_scores, quanta_lambda_init))
+        directions["quanta"] = QUANTA_HIGHER_IS_BETTER
+    if baselines and not metric_rows.empty:
+        targets = sorted(metric_rows["target"].unique())
+        parts.append(trivial.baseline_rows(track, pretrain, targets, baselines))
+        directions.update({trivial.metric_name(b): trivial.HIGHER_IS_BETTER for b in baselines})
+    tables["metrics"] = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
+    tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
+    tables["logauc"] = log_auc_table(finetune) if finetune is not None else logauc
+    tables["correlations"] = correlation_table(
+        track, tables["metrics"], finetune, directions,
+        Bootstrap(**bootstrap) if bootstrap is not None else None, logauc=tables["logauc"],
+    )  # fmt: skip
+    tables["leaderboard"] = leaderboard_table(tables["correlations"])
+    return tables
+
+
 def build_tables(
     track: str,
     history_files: Sequence[str | Path],
@@ -505,42 +613,17 @@ def build_tables(
     the settings of :class:`~transferability.analysis.Bootstrap` (None: no intervals and no
     paired comparison with the baselines).
     """
-    from transferability import baselines as trivial
-    from transferability.analysis import (
-        Bootstrap,
-        aggregate_metrics,
-        correlation_table,
-        leaderboard_table,
-        log_auc_table,
+    tables = evaluate_tables(
+        track,
+        _concat(history_files),
+        _concat(metric_files),
+        _concat(finetune_files),
+        metrics=metrics,
+        quanta_scores=None if quanta_scores is None else pd.read_csv(quanta_scores),
+        quanta_lambda_init=quanta_lambda_init,
+        baselines=baselines,
+        bootstrap=bootstrap,
     )
-    from transferability.metrics import METRICS, metric_names
-
-    tables = {
-        "pretrain": _concat(history_files),
-        "metrics": _concat(metric_files),
-        "finetune": _concat(finetune_files),
-    }
-    aggregates = [m for m in metrics if m in metric_names("aggregate")]
-    per_model = tables["metrics"]
-    parts = [per_model, aggregate_metrics(per_model, aggregates)]
-    directions = {name: bool(fn.higher_is_better) for name, fn in METRICS.items()}
-    if quanta_scores is not None:
-        from transferability.quanta import QUANTA_HIGHER_IS_BETTER, quanta_metric_rows
-
-        parts.append(quanta_metric_rows(pd.read_csv(quanta_scores), quanta_lambda_init))
-        directions["quanta"] = QUANTA_HIGHER_IS_BETTER
-    if baselines and not per_model.empty:
-        targets = sorted(per_model["target"].unique())
-        parts.append(trivial.baseline_rows(track, tables["pretrain"], targets, baselines))
-        directions.update({trivial.metric_name(b): trivial.HIGHER_IS_BETTER for b in baselines})
-    tables["metrics"] = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
-    tables["metrics"]["note"] = tables["metrics"]["note"].fillna("")
-    tables["logauc"] = log_auc_table(tables["finetune"])
-    tables["correlations"] = correlation_table(
-        track, tables["metrics"], tables["finetune"], directions,
-        Bootstrap(**bootstrap) if bootstrap is not None else None,
-    )  # fmt: skip
-    tables["leaderboard"] = leaderboard_table(tables["correlations"])
     for name, frame in tables.items():
         write_csv(frame, outputs[name])
     log.info("tables: %s", {k: len(v) for k, v in tables.items()})

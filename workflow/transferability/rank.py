@@ -623,7 +623,7 @@ def rank_models(
 
     aggregates = [m for m in metrics if m in metric_names("aggregate")]
     needed = list(dict.fromkeys(metrics + [i for a in aggregates for i in METRICS[a].inputs]))
-    layer_metrics = [m for m in needed if m in metric_names("layer")]
+    layer_metrics = [m for m in needed if m in metric_names("layer") + metric_names("features")]
     prediction_metrics = [m for m in needed if m in metric_names("prediction")]
     rows = []
     for c in candidates:  # the workflow's own files and metric table, in a temporary folder

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from transferability.baselines import PREFIX as BASELINE_PREFIX
 
 
 class MetricWarning(UserWarning):
@@ -19,8 +22,35 @@ METRICS: dict[str, Callable[..., float]] = {}
 #: What a registered metric is computed from:
 #: ``"layer"``       one layer's :class:`~transferability.metrics.stats.LayerStats`;
 #: ``"prediction"``  the source head's softmax outputs and the target labels;
-#: ``"aggregate"``   values of other metrics over the compared models (e.g. ``c56``).
-KINDS = ("layer", "prediction", "aggregate")
+#: ``"aggregate"``   values of other metrics over the compared models (e.g. ``c56``);
+#: ``"features"``    one layer's activations in memory, float32 (n, d), and the target labels
+#:                   (for metrics that need every sample at once; bounded in size by the workflow).
+KINDS = ("layer", "prediction", "aggregate", "features")
+
+#: Names the tables step gives its own rows: trivial baselines and the QUANTA study's scores.
+RESERVED_PREFIX = BASELINE_PREFIX
+RESERVED_NAMES = ("quanta",)
+
+#: The plugin being loaded (:func:`plugin_registration`): its source and the names it registers.
+_LOADING: list[tuple[str, list[str]]] = []
+
+
+@contextlib.contextmanager
+def plugin_registration(source: str) -> Iterator[list[str]]:
+    """Within the block, :func:`register_metric` tags what it registers with ``source`` (a
+    plugin file) and appends the names to the list yielded."""
+    names: list[str] = []
+    _LOADING.append((source, names))
+    try:
+        yield names
+    finally:
+        _LOADING.pop()
+
+
+def unregister(names: list[str] | tuple[str, ...]) -> None:
+    """Forget registered metrics (a plugin being reloaded after an edit)."""
+    for name in names:
+        METRICS.pop(name, None)
 
 
 def register_metric(
@@ -31,19 +61,37 @@ def register_metric(
     ``aggregate`` metrics name the per-model metrics they combine in ``inputs``.
     ``layer`` metrics are registered in their statistics form ``f(stats: LayerStats) -> float``
     (the array form ``f(features, labels)`` is the public wrapper); ``prediction`` metrics as
-    ``f(probs, labels) -> float``.
+    ``f(probs, labels) -> float``; ``features`` metrics as ``f(features, labels) -> float`` on
+    float32 (n, d) activations. A metric that is undefined on the data raises ``ValueError``
+    (the tables then hold NaN with the message).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise ValueError(f"metric name must be a lower-case identifier, got {name!r}")
+    if name.startswith(RESERVED_PREFIX) or name in RESERVED_NAMES:
+        raise ValueError(
+            f"metric name {name!r} is reserved (the tables' {RESERVED_PREFIX}* and "
+            f"{', '.join(RESERVED_NAMES)} rows); choose another name"
+        )
 
     def decorator(fn: Callable[..., float]) -> Callable[..., float]:
+        plugin = _LOADING[-1][0] if _LOADING else None
         if name in METRICS and METRICS[name] is not fn:
-            raise ValueError(f"metric name {name!r} is already registered")
+            owner = getattr(METRICS[name], "plugin", None)
+            raise ValueError(
+                f"metric name {name!r} is already registered "
+                + (f"by plugin {owner}" if owner else "as a built-in metric")
+                + "; choose another name"
+            )
         fn.higher_is_better = higher_is_better  # type: ignore[attr-defined]
         fn.kind = kind  # type: ignore[attr-defined]
         fn.metric_name = name  # type: ignore[attr-defined]
         fn.inputs = tuple(inputs)  # type: ignore[attr-defined]
+        fn.plugin = plugin  # type: ignore[attr-defined]
         METRICS[name] = fn
+        if _LOADING:
+            _LOADING[-1][1].append(name)
         return fn
 
     return decorator
