@@ -162,18 +162,10 @@ def write_activations(
 
 def read_activations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(activations (n, features) float32, labels, attrs)``; errors name the file."""
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            features = f["activations"][...]
-            labels = f["labels"][...]
-            attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    except FileNotFoundError:
-        raise
-    except Exception as err:
-        raise ValueError(
-            f"cannot read activations file {path}: {type(err).__name__}: {err}"
-        ) from err
+    with _opened(path) as f:
+        features = f["activations"][...]
+        labels = f["labels"][...]
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
     if len(features) != len(labels):
         raise ValueError(f"{path}: {len(features)} activation rows but {len(labels)} labels")
     if not np.isfinite(features).all():
@@ -194,9 +186,16 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
 
 def activation_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape of an activation file's activations (cheap: no data are read)."""
+    with _opened(path) as f:
+        return tuple(int(n) for n in f["activations"].shape)
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """An activation file open for reading; any error but a missing file names the file."""
     try:
         with h5py.File(path, "r") as f:
-            return tuple(int(n) for n in f["activations"].shape)
+            yield f
     except FileNotFoundError:
         raise
     except Exception as err:
