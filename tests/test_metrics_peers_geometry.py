@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -425,3 +426,141 @@ def test_stats_row_logsumexp_and_strips():
         METRICS["etran"](dataclasses.replace(layer_stats(x2, y2), strips=None))
     gathered = dataclasses.replace(layer_stats(x2, y2, with_row_logsumexp=True), strips=None)
     assert METRICS["etran"](gathered) == pytest.approx(etran(x2, y2), rel=1e-12)
+
+
+# ------------------------------------------- (7) PARC's fast path vs the previous algorithm
+
+
+def _parc_previous(f, y, n_dims=32, seed=1919, sign_rule="components"):
+    """PARC as computed before issue 23 (the slow reference): for d > n the sklearn randomized
+    PCA written in principal coordinates from the *full* ``eigh`` of the centred Gram matrix,
+    for d ≤ n sklearn's arithmetic on the centred data; the Spearman ρ by ranking every pair
+    with ``scipy.stats.rankdata``; byte-identical samples share their correlations."""
+    from transferability.metrics.stats import eigh_psd
+
+    f = np.asarray(f, dtype=np.float64)
+    n, d = f.shape
+    k = min(n_dims, n, d)
+    rng = np.random.RandomState(seed)
+    xc = f - f.mean(axis=0)
+
+    def signs(m):  # sign of the largest-magnitude entry of every column
+        return np.sign(m[np.argmax(np.abs(m), axis=0), np.arange(m.shape[1])])
+
+    if n < d:
+        omega = rng.normal(size=(n, k + 10))
+        lam, vec = eigh_psd(xc @ xc.T)
+        keep = lam > 0.0
+        lam, vec = lam[keep][::-1], vec[:, keep][:, ::-1]
+        root = np.sqrt(lam)
+        q, _ = np.linalg.qr((lam * root)[:, None] * (vec.T @ omega))
+        uhat, s, vt = np.linalg.svd(q.T @ (root[:, None] * vec.T), full_matrices=False)
+        k_eff = min(k, len(s))
+        scores = np.zeros((n, k))
+        scores[:, :k_eff] = vt[:k_eff].T * s[:k_eff]
+        comp = xc.T @ ((vec / root) @ (q @ uhat[:, :k_eff]))
+        sign = signs(comp if sign_rule == "components" else scores[:, :k_eff])
+        scores[:, :k_eff] *= np.where(sign == 0.0, 1.0, sign)
+        s = np.pad(s[:k_eff], (0, k - k_eff))
+    else:
+        omega = rng.normal(size=(d, k + 10))
+        q, _ = np.linalg.qr(xc @ (xc.T @ (xc @ omega)))
+        uhat, s, vt = np.linalg.svd(q.T @ xc, full_matrices=False)
+        s, vt = s[:k], vt[:k]
+        scores = (q @ uhat[:, :k]) * s
+        sign = signs(vt.T if sign_rule == "components" else scores)
+        scores *= np.where(sign == 0.0, 1.0, sign)
+    scores[:, s <= max(n, d) * np.finfo(float).eps * s[0]] = 0.0
+    scores = scores - scores.mean(axis=0)
+    std = np.sqrt((scores**2).mean(axis=0))
+    rows = scores / np.where(std > 0.0, std, 1.0)
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    rows /= np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    _, first, inverse = np.unique(f, axis=0, return_index=True, return_inverse=True)
+    corr = rows[first] @ rows[first].T
+    np.fill_diagonal(corr, 1.0)
+    upper = np.triu_indices(n, 1)
+    inverse = inverse.reshape(-1)
+    rdm = 1.0 - corr[np.ix_(inverse, inverse)][upper]
+    return float(100 * scipy_stats.pearsonr(scipy_stats.rankdata(rdm), (y[:, None] != y)[upper])[0])
+
+
+def _steep(seed, n, d, k=5, rate=5.0):
+    """Per-feature scales exp(−j/rate): eigenvalues spanning ~10⁶ over the first 32."""
+    x, y = _data(seed, n, d, k)
+    return x * np.exp(-np.arange(d) / rate), y
+
+
+def _low_rank(seed, n, d, rank, k=4):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    return rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) + 5.0, y
+
+
+def _with_duplicates(seed, n, d, k=4):
+    x, y = _data(seed, n, d, k)
+    x[5] = x[2]
+    x[9] = x[2]
+    x[11], y[11] = x[3], y[3]
+    x[12] = x[4]  # a duplicate in another class than its twin
+    return x, y
+
+
+FAST_PARC_CASES = {  # d > n: pivoted Cholesky, or Rayleigh–Ritz when the rank is small
+    "gaussian": lambda: _data(20, 300, 700, k=6),
+    "steep": lambda: _steep(21, 300, 700),
+    "low rank": lambda: _low_rank(22, 300, 700, rank=20),
+    "rank 170": lambda: _low_rank(23, 300, 700, rank=170),
+    "duplicates": lambda: _with_duplicates(24, 120, 400),
+    "n = 12 < k + 10": lambda: (np.maximum(_data(25, 12, 300, k=3)[0], 0.0), np.arange(12) % 3),
+    "d ≤ n": lambda: _data(26, 300, 120, k=5),
+    "d ≤ n, duplicates": lambda: _with_duplicates(27, 200, 60),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAST_PARC_CASES))
+def test_parc_equals_previous_algorithm(case):
+    x, y = FAST_PARC_CASES[case]()
+    for kwargs in [{}, dict(sign_rule="scores"), dict(n_dims=5, random_state=3)]:
+        expected = _parc_previous(x, y, kwargs.get("n_dims", 32), kwargs.get("random_state", 1919),
+                                  kwargs.get("sign_rule", "components"))  # fmt: skip
+        assert parc(x, y, **kwargs) == pytest.approx(expected, rel=1e-10), kwargs
+        # the same with the eigendecomposition of the Gram matrix cached by another metric
+        stats = layer_stats(x, y)
+        assert stats.centred_eigh is not None  # now cached, as after GBC or the H-scores
+        assert METRICS["parc"](stats) == pytest.approx(parc(x, y), rel=1e-10)
+
+
+def test_parc_alone_equals_parc_in_the_pass_of_all_metrics():
+    from transferability.metrics import compute_metrics, metric_names
+
+    for x, y in [_data(28, 250, 600, k=5), _steep(29, 220, 500), _data(30, 240, 90, k=3)]:
+        x32 = x.astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # other metrics' warnings
+            in_pass = compute_metrics(x32, y, metric_names("layer"))["parc"]
+        assert compute_metrics(x32, y, ["parc"])["parc"] == pytest.approx(parc(x32, y), rel=1e-12)
+        assert in_pass == pytest.approx(parc(x32, y), rel=1e-10)
+        assert in_pass == pytest.approx(_parc_previous(x32, y), rel=1e-10)
+
+
+def test_parc_matches_sklearn_pipeline_at_n_1000():
+    x, y = _data(31, 1000, 1500, k=10)
+    assert parc(x, y) == pytest.approx(_parc_direct(x, y), rel=1e-9)
+
+
+def test_spearman_of_a_split_equals_scipy():
+    from transferability.metrics.peers_geometry import _spearman_of_split
+
+    rng = np.random.default_rng(32)
+    for n_in, n_out, levels in [(50, 400, None), (300, 300, 7), (10, 500, 3), (1, 1, None)]:
+        values = rng.standard_normal(n_in + n_out)
+        if levels:  # many ties, within each group and across them
+            values = np.round(values * levels / 3.0)
+        split = np.r_[np.zeros(n_in), np.ones(n_out)]
+        expected = scipy_stats.spearmanr(values, split)[0]
+        got = _spearman_of_split(values[:n_in], values[n_in:])
+        if n_in + n_out > 2:
+            assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert _spearman_of_split(np.ones(5), np.ones(9)) is None  # every value equal
+    assert _spearman_of_split(np.array([]), rng.standard_normal(9)) is None  # one group

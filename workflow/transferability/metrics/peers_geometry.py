@@ -16,6 +16,7 @@ full SVD are the leading columns of ``Z`` (up to signs), and sklearn's randomize
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from typing import Any
@@ -197,13 +198,36 @@ gbc.higher_is_better = True  # type: ignore[attr-defined]
 # --------------------------------------------------------------------------------------------
 
 
-def _centred_strips(stats: LayerStats):
+_BLAS = None  # threadpoolctl.ThreadpoolController, made on first use
+
+
+def _one_blas_thread():
+    """BLAS/LAPACK on one thread. PARC's algebra after the statistics pass is small (≤ n³/3
+    flops, k-wide QR and SVD), where waking threads costs more than it saves — several times
+    over when other jobs share the cores, as in the workflow."""
+    global _BLAS
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn's dependency; without it, BLAS keeps its threads
+        return contextlib.nullcontext()
+    if _BLAS is None:
+        import scipy.linalg  # noqa: F401  (its BLAS must be loaded to be controlled)
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def _strips(stats: LayerStats):
     if stats.strips is None:
         raise ValueError(
             "PARC needs to read the activations again (LayerStats.strips is None); build the "
             "statistics with layer_stats or layer_stats_from_h5"
         )
-    for strip in stats.strips():
+    return stats.strips()
+
+
+def _centred_strips(stats: LayerStats):
+    for strip in _strips(stats):
         yield strip - strip.mean(axis=0)
 
 
@@ -225,6 +249,54 @@ def _score_signs(scores: np.ndarray) -> np.ndarray:
     return np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(scores.shape[1])])
 
 
+def _gram_factor(stats: LayerStats, sketch: int) -> tuple[np.ndarray, Any]:
+    """``(z, solve)``: ``z`` (n × r) with ``z zᵀ = K`` (the centred Gram matrix) up to rounding,
+    so that ``Xc = z Pᵀ`` for an orthonormal basis P of the centred span; ``solve(t)`` gives a
+    ``g`` with ``zᵀ g = t``, i.e. ``Xcᵀ g = P t``.
+
+    ``z = U Λ^½`` from :attr:`LayerStats.centred_eigh` when another metric has computed it.
+    Otherwise pivoted Cholesky (LAPACK ``dpstrf``), a tenth of the cost of ``eigh``:
+    Gram–Schmidt on the samples, P the orthonormalised pivot samples, ``Xc[pivots] = L Pᵀ`` with
+    ``L = z[pivots]`` lower triangular. It runs down to pivots of ε·max diag (weak directions
+    matter to the weakest components). If no more than 4 × ``sketch`` pivots exceed the rounding
+    level n·ε·max diag, the sketch would span every direction, rounding noise included: then
+    ``z`` is replaced by ``eigh`` of K within the span of its first 4 × ``sketch`` columns
+    (Rayleigh–Ritz), with ``eigh_psd``'s cut.
+    """
+    eig = stats.cached("centred_eigh")
+    gram = stats.centred_gram
+    if eig is None:
+        from scipy.linalg import lapack, solve_triangular
+
+        top = float(np.max(np.diag(gram)))
+        c, piv, rank, info = lapack.dpstrf(gram, lower=1, tol=EIG_RTOL_PER_SAMPLE * top)
+        if info < 0:
+            raise RuntimeError(f"dpstrf: argument {-info} is invalid")
+        piv = piv - 1  # 1-based
+        z = np.empty((stats.n, rank))
+        z[piv] = np.tril(c[:, :rank])  # the other triangle and the trailing block are not L
+        pivots = piv[:rank]
+        above = np.diag(z[pivots]) ** 2 > stats.n * EIG_RTOL_PER_SAMPLE * top  # decreasing
+        if np.sum(above) > 4 * sketch:
+
+            def solve(t: np.ndarray) -> np.ndarray:
+                g = np.zeros((stats.n, t.shape[1]))
+                g[pivots] = solve_triangular(z[pivots], t, trans="T", lower=True)
+                return g
+
+            return z, solve
+        basis, _ = np.linalg.qr(z[:, : 4 * sketch])
+        lam, vec = np.linalg.eigh(basis.T @ gram @ basis)
+        top = float(lam[-1]) if len(lam) else 0.0
+        lam = np.where(lam > stats.n * EIG_RTOL_PER_SAMPLE * top, lam, 0.0)
+        eig = lam, basis @ vec
+    lam, vec = eig
+    keep = lam > 0.0
+    root = np.sqrt(lam[keep])
+    vec = vec[:, keep]
+    return vec * root, lambda t: (vec / root) @ t
+
+
 def _randomized_pca_scores(
     stats: LayerStats, n_dims: int, random_state: int, sign_rule: str = "components"
 ) -> np.ndarray:
@@ -240,25 +312,26 @@ def _randomized_pca_scores(
     if n < d:
         # sklearn runs the randomized SVD on Xcᵀ (d × n) with a sketch Ω (n × size):
         # Q = qr(Xcᵀ·Xc·Xcᵀ·Ω), B = QᵀXcᵀ = Û s Vᵀ, scores = V s, components = Q Û. With
-        # Xc = Z Pᵀ everything stays in the span P: Q = P·qr(Zᵀ Z Zᵀ Ω) = P·qr(Λ^{3/2} Uᵀ Ω).
+        # Xc = Z Pᵀ (Z Zᵀ = K, P orthonormal) everything stays in the span P:
+        # Q = P·qr(Zᵀ K Ω), B = qᵀ Zᵀ.
         omega = rng.normal(size=(n, size))
-        lam, vec = stats.centred_eigh_desc
-        keep = lam > 0.0
-        if not keep.any():
-            return np.zeros((n, k))
-        lam, vec = lam[keep], vec[:, keep]
-        root = np.sqrt(lam)
-        q, _ = np.linalg.qr((lam * root)[:, None] * (vec.T @ omega))
-        uhat, s, vt = np.linalg.svd(q.T @ (root[:, None] * vec.T), full_matrices=False)
-        k_eff = min(k, len(s))
-        scores = np.zeros((n, k))
-        scores[:, :k_eff] = vt[:k_eff].T * s[:k_eff]
-        if sign_rule == "components":
-            # component j = P q û_j = Xcᵀ g_j, g_j = U Λ^-½ q û_j: one more pass over the strips
-            g = (vec / root) @ (q @ uhat[:, :k_eff])
+        with _one_blas_thread():
+            z, solve = _gram_factor(stats, size)
+            if z.shape[1] == 0:
+                return np.zeros((n, k))
+            q, _ = np.linalg.qr(z.T @ (stats.centred_gram @ omega))
+            uhat, s, vt = np.linalg.svd(q.T @ z.T, full_matrices=False)
+            k_eff = min(k, len(s))
+            scores = np.zeros((n, k))
+            scores[:, :k_eff] = vt[:k_eff].T * s[:k_eff]
+            if sign_rule == "components":
+                # component j = P q û_j = Xcᵀ g_j = Xᵀ (g_j − mean g_j): uncentred strips
+                g = solve(q @ uhat[:, :k_eff])
+                g -= g.mean(axis=0)
+        if sign_rule == "components":  # one more pass over the strips, BLAS threads back
             best, sign = np.full(k_eff, -1.0), np.ones(k_eff)
-            for centred in _centred_strips(stats):
-                _flip_by_components(centred.T @ g, best, sign)
+            for strip in _strips(stats):
+                _flip_by_components(strip.T @ g, best, sign)
         else:
             sign = _score_signs(scores[:, :k_eff])
         sign[sign == 0.0] = 1.0
@@ -269,8 +342,9 @@ def _randomized_pca_scores(
         # randomized SVD of Xc itself runs as sklearn's: Ω (d × size), Q = qr(Xc·Xcᵀ·Xc·Ω).
         xc = np.hstack(list(_centred_strips(stats)))
         omega = rng.normal(size=(d, size))
-        q, _ = np.linalg.qr(xc @ (xc.T @ (xc @ omega)))
-        uhat, s, vt = np.linalg.svd(q.T @ xc, full_matrices=False)
+        with _one_blas_thread():
+            q, _ = np.linalg.qr(xc @ (xc.T @ (xc @ omega)))
+            uhat, s, vt = np.linalg.svd(q.T @ xc, full_matrices=False)
         s, vt = s[:k], vt[:k]
         scores = (q @ uhat[:, :k]) * s
         if sign_rule == "components":
@@ -284,6 +358,50 @@ def _randomized_pca_scores(
     return scores
 
 
+def _tie_sizes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, sizes)`` of the runs of equal values of a sorted array."""
+    new = np.ones(len(values), dtype=bool)
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    return starts, np.diff(starts, append=len(values))
+
+
+def _sum_t3_minus_t(sizes: np.ndarray) -> int:
+    """``Σ (t³ − t)`` over tie sizes, in exact integers."""
+    t, times = np.unique(sizes[sizes > 1], return_counts=True)
+    return sum((a**3 - a) * m for a, m in zip(t.tolist(), times.tolist(), strict=True))
+
+
+def _spearman_of_split(inside: np.ndarray, outside: np.ndarray) -> float | None:
+    """Spearman ρ between a variable and the indicator of ``outside`` (two groups of its values),
+    ranks averaged over ties as scipy's; None when undefined. The indicator's ranks are affine
+    in it, so ρ = Pearson(ranks, indicator), which needs only the rank sum of ``outside`` and the
+    ties: both come from the two sorted groups by binary search, without ranking all values."""
+    inside, outside = np.sort(inside), np.sort(outside)
+    n_in, n_out = len(inside), len(outside)
+    total = n_in + n_out
+    left = np.searchsorted(outside, inside, "left")
+    right = np.searchsorted(outside, inside, "right")
+    # 2 × (rank sum of ``outside``): n_out(n_out + 1)/2 among themselves, plus per value the
+    # ``inside`` values below it and half of those equal to it
+    twice_rank_sum = (
+        n_out * (n_out + 1) + 2 * int(np.sum(n_out - right)) + int(np.sum(right - left))
+    )
+    # 12 × Σ(rank − mean)² = N³ − N − Σ(t³ − t) over the ties of the merged values
+    starts_in, sizes_in = _tie_sizes(inside)
+    across = (right - left)[starts_in]  # ``outside`` values equal to each ``inside`` tie
+    ties = (
+        _sum_t3_minus_t(sizes_in + across)
+        + _sum_t3_minus_t(_tie_sizes(outside)[1])
+        - _sum_t3_minus_t(across)
+    )
+    spread = (total**3 - total - ties) * n_in * n_out
+    if spread == 0:
+        return None
+    # ρ = Σ(r − r̄)(b − b̄) / √(Σ(r − r̄)² · Σ(b − b̄)²), with Σ(b − b̄)² = n_in·n_out/N
+    return (twice_rank_sum - n_out * (total + 1)) / math.sqrt(spread / (3 * total))
+
+
 def _parc_stats(
     stats: LayerStats,
     *,
@@ -291,8 +409,6 @@ def _parc_stats(
     random_state: int = PARC_RANDOM_STATE,
     sign_rule: str = "components",
 ) -> float:
-    from scipy.stats import rankdata
-
     require_classes(stats.counts)
     n_dims = _check_positive_int("n_dims", n_dims)
     if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
@@ -318,24 +434,23 @@ def _parc_stats(
     # byte-identical samples share one row of correlations, exactly 1 between them: the ties
     # of the dissimilarities are exact (rounding would break them and move the ranks)
     first, inverse = np.unique(stats.duplicate_of, return_inverse=True)
-    corr = rows[first] @ rows[first].T
+    with _one_blas_thread():
+        corr = rows[first] @ rows[first].T
     np.fill_diagonal(corr, 1.0)
-    upper = np.triu_indices(stats.n, 1)
-    rdm = 1.0 - corr[np.ix_(inverse, inverse)][upper]
-    between = (stats.codes[:, None] != stats.codes[None, :])[upper].astype(np.float64)
-    # Spearman ρ with the label RDM (within 0, between 1 + 1/(K−1)): ranks of a two-valued
-    # variable are affine in its indicator, so ρ = Pearson(rank(rdm), between)
-    ranks = rankdata(rdm)
-    ranks -= ranks.mean()
-    between -= between.mean()
-    denom = math.sqrt(float(ranks @ ranks) * float(between @ between))
-    if denom == 0.0:
+    if len(first) < stats.n:
+        corr = corr[np.ix_(inverse, inverse)]
+    # Spearman ρ of the upper triangles with the label RDM, which is two-valued (0 within a
+    # class, 1 + 1/(K−1) between): a split of the feature RDM into within and between pairs
+    upper = np.triu(np.ones(corr.shape, dtype=bool), 1)
+    same = stats.codes[:, None] == stats.codes[None, :]
+    rho = _spearman_of_split(1.0 - corr[upper & same], 1.0 - corr[upper & ~same])
+    if rho is None:
         warn(
             "PARC: the feature or the label dissimilarities are all equal (e.g. every class "
             "has a single sample); the Spearman correlation is undefined (NaN)"
         )
         return math.nan
-    return 100.0 * float(ranks @ between) / denom
+    return 100.0 * rho
 
 
 @register_metric("parc", higher_is_better=True)

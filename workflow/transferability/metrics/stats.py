@@ -117,7 +117,8 @@ class LayerStats:
     @cached_property
     def centred_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         """:func:`eigh_psd` of the centred Gram matrix (ascending), computed once for every
-        metric that needs it (H-scores, the principal components of GBC, NLEEP, PARC, SFDA)."""
+        metric that needs it (H-scores, the principal components of GBC, NLEEP, SFDA; PARC
+        uses it when present, see :meth:`cached`)."""
         return eigh_psd(self.centred_gram)
 
     @property
@@ -130,6 +131,10 @@ class LayerStats:
     def gram_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         """:func:`eigh_psd` of the raw Gram matrix (ascending; LogME)."""
         return eigh_psd(self.gram)
+
+    def cached(self, name: str) -> Any:
+        """The cached property ``name`` if a metric has computed it already, else None."""
+        return self.__dict__.get(name)
 
     @property
     def constant_rows(self) -> np.ndarray:
@@ -161,6 +166,32 @@ class _RowLogSumExp:
         return self.top + np.log(self.total)
 
 
+def _row_hash():
+    return hashlib.blake2b(digest_size=16)
+
+
+def _duplicate_rows(x: np.ndarray, row_min: np.ndarray, row_max: np.ndarray) -> np.ndarray:
+    """``duplicate_of`` of in-memory rows (n, d), as the streaming pass's per-row hashes give
+    it, without hashing every byte: rows are grouped by exact cheap keys (minimum, maximum and
+    16 sampled columns) and only rows that share a key are hashed in full."""
+    n, d = x.shape
+    cols = np.unique(np.linspace(0, d - 1, min(d, 16)).astype(np.int64))
+    keys = np.column_stack([row_min, row_max, x[:, cols]]).astype(np.float64) + 0.0  # no -0.0
+    keys = np.ascontiguousarray(keys).view(f"V{keys.shape[1] * 8}").ravel()
+    groups: dict[bytes, list[int]] = {}
+    for i, key in enumerate(keys.tolist()):
+        groups.setdefault(key, []).append(i)
+    duplicate_of = np.arange(n)
+    for rows in groups.values():
+        if len(rows) > 1:
+            first: dict[bytes, int] = {}
+            for i in rows:  # ascending: the first of byte-identical rows wins
+                h = _row_hash()
+                h.update((x[i] + x.dtype.type(0)).tobytes())
+                duplicate_of[i] = first.setdefault(h.digest(), i)
+    return duplicate_of
+
+
 def row_logsumexp_of_strips(strips: Iterator[np.ndarray], n: int) -> np.ndarray:
     """``log Σ_j exp(x_ij)`` of every row of the matrix given as float64 column strips."""
     acc = _RowLogSumExp(n)
@@ -177,7 +208,7 @@ class _Accumulator:
     cancellation against large common offsets.
     """
 
-    def __init__(self, n: int, *, row_logsumexp: bool = False) -> None:
+    def __init__(self, n: int, *, row_logsumexp: bool = False, hash_rows: bool = True) -> None:
         self.gram = np.zeros((n, n))
         self.mean_projection = np.zeros(n)
         self.mean_sq_norm = 0.0
@@ -185,19 +216,21 @@ class _Accumulator:
         self.row_min = np.full(n, np.inf)
         self.row_max = np.full(n, -np.inf)
         self.row_nonzero = np.zeros(n, dtype=np.int64)
-        self.hashes = [hashlib.blake2b(digest_size=16) for _ in range(n)]
+        self.hashes = [_row_hash() for _ in range(n)] if hash_rows else None
         self.logsumexp = _RowLogSumExp(n) if row_logsumexp else None
 
-    def add(self, strip: np.ndarray) -> None:
+    def add(self, strip: np.ndarray, scratch: bool = False) -> None:
+        """``scratch``: ``strip`` is float64 and may be overwritten (centred in place)."""
         strip = np.asarray(strip)
-        strip = strip + strip.dtype.type(0)  # a copy in which -0.0 became 0.0 (for hashing)
-        for h, row in zip(self.hashes, strip, strict=True):
-            h.update(row.tobytes())
+        if self.hashes is not None:
+            strip = strip + strip.dtype.type(0)  # a copy in which -0.0 became 0.0 (for hashing)
+            for h, row in zip(self.hashes, strip, strict=True):
+                h.update(row.tobytes())
         np.minimum(self.row_min, strip.min(axis=1), out=self.row_min)
         np.maximum(self.row_max, strip.max(axis=1), out=self.row_max)
         self.row_nonzero += np.count_nonzero(strip, axis=1)
         self.row_sum += strip.sum(axis=1, dtype=np.float64)
-        centred = strip.astype(np.float64)
+        centred = strip if scratch else strip.astype(np.float64)
         if self.logsumexp is not None:
             self.logsumexp.add(centred)  # the raw values, before centring
         mean = centred.mean(axis=0)
@@ -207,12 +240,20 @@ class _Accumulator:
         self.mean_sq_norm += float(mean @ mean)
 
     def finish(
-        self, labels, n_features, layer_shape, source, sample_stats=None, strips=None
+        self,
+        labels,
+        n_features,
+        layer_shape,
+        source,
+        sample_stats=None,
+        strips=None,
+        duplicate_of=None,
     ) -> LayerStats:
-        first: dict[bytes, int] = {}
-        duplicate_of = np.array(
-            [first.setdefault(h.digest(), i) for i, h in enumerate(self.hashes)]
-        )
+        if duplicate_of is None:
+            first: dict[bytes, int] = {}
+            duplicate_of = np.array(
+                [first.setdefault(h.digest(), i) for i, h in enumerate(self.hashes)]
+            )
         centred_gram = 0.5 * (self.gram + self.gram.T)  # exactly symmetric
         return LayerStats(
             centred_gram, self.mean_projection, self.mean_sq_norm, self.row_sum, self.row_min,
@@ -258,21 +299,24 @@ def layer_stats(
     raw = to_numpy(features)
     shape = tuple(layer_shape or raw.shape[1:])
     x = check_features(raw)
-    acc = _Accumulator(len(x), row_logsumexp=with_row_logsumexp)
-    step = max(1, STREAM_BYTES // (8 * len(x)))
-    for start in range(0, x.shape[1], step):
-        acc.add(x[:, start : start + step])
+    flat = raw.reshape(len(raw), -1)  # a view of the caller's array: no float64 copy is kept
     extra = None
     if with_sample_stats:
         rows = max(1, STREAM_BYTES // (8 * x.shape[1]))
         extra = _sample_stats_of_blocks((x[i : i + rows] for i in range(0, len(x), rows)), shape)
-    flat = raw.reshape(len(raw), -1)  # a view of the caller's array: no float64 copy is kept
+    # x is the caller's array or a float64 copy of it; a copy is centred in place, strip by strip
+    scratch = not np.may_share_memory(x, raw)
+    acc = _Accumulator(len(x), row_logsumexp=with_row_logsumexp, hash_rows=False)
+    step = max(1, STREAM_BYTES // (8 * len(x)))
+    for start in range(0, x.shape[1], step):
+        acc.add(x[:, start : start + step], scratch=scratch)
+    duplicate_of = _duplicate_rows(flat, acc.row_min, acc.row_max)
 
     def strips() -> Iterator[np.ndarray]:
         for start in range(0, flat.shape[1], step):
             yield np.asarray(flat[:, start : start + step], dtype=np.float64)
 
-    return acc.finish(labels, x.shape[1], shape, "array", extra, strips)
+    return acc.finish(labels, x.shape[1], shape, "array", extra, strips, duplicate_of)
 
 
 def layer_stats_from_h5(
