@@ -74,14 +74,14 @@ test-slurm: install
 	bash tools/slurm/test.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check workflow tests benchmarks tools
-	$(VENV)/bin/ruff format --check workflow tests benchmarks tools
+	$(VENV)/bin/ruff check workflow tests benchmarks tools examples
+	$(VENV)/bin/ruff format --check workflow tests benchmarks tools examples
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(SNAKEMAKE) --lint
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format workflow tests benchmarks tools
-	$(VENV)/bin/ruff check --fix workflow tests benchmarks tools
+	$(VENV)/bin/ruff format workflow tests benchmarks tools examples
+	$(VENV)/bin/ruff check --fix workflow tests benchmarks tools examples
 	$(VENV)/bin/snakefmt Snakefile rules
 
 dryrun-paper: $(STAMP)
