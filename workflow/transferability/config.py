@@ -437,6 +437,7 @@ def metric_plugin_files(config: dict, names: list[str]) -> list[str]:
 
 #: The largest layer a ``features`` metric may hold in memory unless ``features_max_gib`` says.
 FEATURES_MAX_GIB = 2.0
+FEATURES_MAX_BYTES = int(FEATURES_MAX_GIB * 2**30)
 
 
 def features_max_bytes(config: dict) -> int:
@@ -526,13 +527,16 @@ def _check_features_bound(config: dict, track_name: str) -> None:
         return
     bound = features_max_bytes(config)
     extract = settings.get("extract") or {}
+    widths = {}  # source → features per sample of each layer: one forward pass per source
     for target_name, target_settings in settings["targets"].items():
         per_class = (target_settings or {}).get("per_class") or extract.get("per_class")
         classes = _target_classes(config, track_name, target_name)
         if per_class is None or classes is None:
             continue  # the metric job checks the file itself
         for source_name in settings["sources"]:
-            for layer, features in _layer_features(config, track_name, source_name).items():
+            if source_name not in widths:
+                widths[source_name] = _layer_features(config, track_name, source_name)
+            for layer, features in widths[source_name].items():
                 size = per_class * classes * features * 4
                 if size > bound:
                     raise ConfigError(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from transferability import __version__
 from transferability.artifacts import activation_shape, read_activations, read_attrs, write_csv
+from transferability.config import FEATURES_MAX_BYTES
 from transferability.data import ImageDataset, balanced_subset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ def metric_table(
     metrics: Sequence[str],
     logits_file: str | Path | None = None,
     reuse: dict[tuple, list[dict]] | None = None,
-    features_max_bytes: int = 2 * 2**30,
+    features_max_bytes: int = FEATURES_MAX_BYTES,
 ) -> pd.DataFrame:
     """Tidy rows (layer, metric, value, note) for one model on one target.
 
@@ -372,7 +373,7 @@ def layer_metric_rows(layer: str, stats, names: Sequence[str]) -> list[dict]:
 
 
 def feature_metric_rows(
-    layer: str, path: str | Path, names: Sequence[str], max_bytes: int = 2 * 2**30
+    layer: str, path: str | Path, names: Sequence[str], max_bytes: int = FEATURES_MAX_BYTES
 ) -> list[dict]:
     """Rows of ``features`` metrics ``names``: each receives the layer of activation file
     ``path`` in memory as float32 (n, d) and the labels. ``ValueError`` names the file when the
