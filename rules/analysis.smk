@@ -20,8 +20,8 @@ rule tables:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=attempt_scaled("tables", "mem_mb"),
+        runtime=attempt_scaled("tables", "runtime"),
     params:
         metrics=lambda wc: track_cfg(wc.track)["metrics"],
         quanta_lambda_init=lambda wc: (study_cfg("quanta", wc.track) or {}).get(
@@ -56,8 +56,8 @@ rule figure:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("figure", "mem_mb"),
+        runtime=attempt_scaled("figure", "runtime"),
     script:
         "../workflow/scripts/figure.py"
 
@@ -86,7 +86,7 @@ rule model_figure:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("model_figure", "mem_mb"),
+        runtime=attempt_scaled("model_figure", "runtime"),
     script:
         "../workflow/scripts/model_figure.py"

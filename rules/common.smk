@@ -6,9 +6,22 @@ from types import SimpleNamespace as Namespace
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from transferability import config as tconfig
+from transferability import job_resources
+from transferability import scheduler_patch
 from transferability.data import BASE_DATASETS
+
+# Snakemake 9.27.1's scheduler wakes itself once more per finished job, forever (see
+# transferability/scheduler_patch.py, docs/performance.md): fixed here, before the scheduler
+# exists, so that every way of running this workflow gets the fix.
+_scheduler_fix = scheduler_patch.apply()
+if workflow.is_main_process:
+    if scheduler_patch.is_applied():
+        logger.debug(_scheduler_fix)
+    else:
+        logger.warning(_scheduler_fix)
 
 try:
     tconfig.check(config)
@@ -36,6 +49,15 @@ wildcard_constraints:
     step="0|[1-9][0-9]*[be]",
     layer="[a-z0-9_]+",
     family="[a-z0-9_]+",
+
+
+def attempt_scaled(rule_name, resource):
+    """A job's `resource` (mem_mb or runtime): its rule's base value × the attempt, so that a
+    retry after a TIMEOUT or OUT_OF_MEMORY asks for more (table: transferability.job_resources).
+    """
+    return lambda wildcards, attempt: job_resources.scaled(
+        rule_name, resource, attempt, config["job_resources"]
+    )
 
 
 def track_cfg(track):

@@ -12,8 +12,8 @@ rule dataset:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=attempt_scaled("dataset", "mem_mb"),
+        runtime=attempt_scaled("dataset", "runtime"),
     params:
         # allow_download is read in the script: how a file is obtained must not re-run it
         seed=config["noise_seed"],
@@ -38,8 +38,8 @@ rule target_subset:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=attempt_scaled("target_subset", "mem_mb"),
+        runtime=attempt_scaled("target_subset", "runtime"),
     params:
         per_class=lambda wc: track_cfg(wc.track)["extract"]["per_class"],
         seed=lambda wc: track_cfg(wc.track)["extract"]["seed"],

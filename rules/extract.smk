@@ -24,8 +24,8 @@ rule extract:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=attempt_scaled("extract", "mem_mb"),
+        runtime=attempt_scaled("extract", "runtime"),
         gpu=0,
     params:
         steps=lambda wc: steps(wc.track, "pretrain"),

@@ -18,8 +18,8 @@ rule finetune:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=attempt_scaled("finetune", "mem_mb"),
+        runtime=attempt_scaled("finetune", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.finetune_protocol(config, wc.track, wc.target),

@@ -22,8 +22,8 @@ rule image_weights:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=attempt_scaled("image_weights", "mem_mb"),
+        runtime=attempt_scaled("image_weights", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         source=lambda wc: image_source_cfg(wc.track, wc.source),
@@ -47,8 +47,8 @@ rule image_folder:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("image_folder", "mem_mb"),
+        runtime=attempt_scaled("image_folder", "runtime"),
     params:
         per_class=lambda wc: image_target_cfg(wc.track, wc.target)["make_per_class"],
     script:
@@ -74,8 +74,8 @@ rule image_split:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("image_split", "mem_mb"),
+        runtime=attempt_scaled("image_split", "runtime"),
     params:
         target=lambda wc: image_target_cfg(wc.track, wc.target),
         split=lambda wc: track_cfg(wc.track).get("split", {}),
@@ -102,8 +102,8 @@ rule image_source:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=attempt_scaled("image_source", "mem_mb"),
+        runtime=attempt_scaled("image_source", "runtime"),
     params:
         source=lambda wc: image_source_cfg(wc.track, wc.source),
         weights=lambda wc: tconfig.image_weights(config, wc.track, wc.source),
@@ -145,8 +145,8 @@ for _name, _track, _layers, _head, _sources in EXTRACT_RULES:
             "../envs/transferability.yaml"
         threads: config["threads_per_job"]
         resources:
-            mem_mb=8000,
-            runtime=120,
+            mem_mb=attempt_scaled("image_extract", "mem_mb"),
+            runtime=attempt_scaled("image_extract", "runtime"),
             gpu=TRAINING_GPUS,
         params:
             track=_track,
@@ -178,8 +178,8 @@ rule image_metrics:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=attempt_scaled("image_metrics", "mem_mb"),
+        runtime=attempt_scaled("image_metrics", "runtime"),
     params:
         metrics=lambda wc: track_cfg(wc.track).get("metrics", []),
     script:
@@ -204,8 +204,8 @@ rule image_finetune:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=attempt_scaled("image_finetune", "mem_mb"),
+        runtime=attempt_scaled("image_finetune", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.image_finetune_protocol(config, wc.track, wc.target),

@@ -21,8 +21,8 @@ rule metrics:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=attempt_scaled("metrics", "mem_mb"),
+        runtime=attempt_scaled("metrics", "runtime"),
     params:
         steps=lambda wc: steps(wc.track, "pretrain"),
         layers=lambda wc: track_cfg(wc.track)["layers"],

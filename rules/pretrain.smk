@@ -18,8 +18,8 @@ rule pretrain:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=attempt_scaled("pretrain", "mem_mb"),
+        runtime=attempt_scaled("pretrain", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.pretrain_protocol(config, wc.track, wc.source),

@@ -19,8 +19,8 @@ rule quanta:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=attempt_scaled("quanta", "mem_mb"),
+        runtime=attempt_scaled("quanta", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         step=lambda wc: tconfig.study_pretrain_step(config, wc.track, "quanta"),
@@ -51,8 +51,8 @@ rule quanta_tables:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("quanta_tables", "mem_mb"),
+        runtime=attempt_scaled("quanta_tables", "runtime"),
     params:
         last_epochs=lambda wc: tconfig.quanta_protocol(config, wc.track)["last_epochs"],
     script:
@@ -77,8 +77,8 @@ rule layer_transfer:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=attempt_scaled("layer_transfer", "mem_mb"),
+        runtime=attempt_scaled("layer_transfer", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         variants=LAYER_TRANSFER_VARIANTS,
@@ -105,8 +105,8 @@ rule layer_transfer_table:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("layer_transfer_table", "mem_mb"),
+        runtime=attempt_scaled("layer_transfer_table", "runtime"),
     script:
         "../workflow/scripts/layer_transfer_table.py"
 
@@ -131,8 +131,8 @@ rule random_tasks:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=attempt_scaled("random_tasks", "mem_mb"),
+        runtime=attempt_scaled("random_tasks", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         family=lambda wc: tconfig.task_family(config, wc.track, wc.family),
@@ -159,8 +159,8 @@ rule random_task_references:
         "../envs/transferability.yaml"
     threads: config["threads_per_job"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=attempt_scaled("random_task_references", "mem_mb"),
+        runtime=attempt_scaled("random_task_references", "runtime"),
         gpu=TRAINING_GPUS,
     params:
         family=lambda wc: tconfig.task_family(config, wc.track, wc.family),
@@ -189,8 +189,8 @@ rule random_tasks_tables:
         "../envs/transferability.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=attempt_scaled("random_tasks_tables", "mem_mb"),
+        runtime=attempt_scaled("random_tasks_tables", "runtime"),
     params:
         settings=lambda wc: {
             family: tconfig.family_setting(config, wc.track, family)

@@ -307,6 +307,9 @@ def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
             },
             "layer 'conv1' of source",
         ),
+        ({"job_resources": {"pretrian": {"runtime": 5}}}, "job_resources: unknown rule 'pretrian'"),
+        ({"job_resources": {"pretrain": {"time": 5}}}, "job_resources.pretrain: unknown resource"),
+        ({"job_resources": {"pretrain": {"runtime": 0}}}, "['job_resources']['pretrain']"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, expected):
@@ -322,7 +325,8 @@ def test_bad_config_stops_before_any_job(tmp_path, change, expected):
             if k in ("metrics", "sources", "seedz", "seeds", "layers")
         }
     )
-    config.update({k: v for k, v in change.items() if k in ("metric_plugins", "features_max_gib")})
+    top_level = ("metric_plugins", "features_max_gib", "job_resources")
+    config.update({k: v for k, v in change.items() if k in top_level})
     result = snakemake(tmp_path, config, "--cores", "1", check=False)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transferability import job_resources
 from transferability.data import KNOWN_DATASETS, KNOWN_NUM_CLASSES
 from transferability.layers import CNN_LAYERS
 from transferability.schedule import parse_label, sort_labels
@@ -448,6 +449,10 @@ def features_max_bytes(config: dict) -> int:
 
 def check(config: dict) -> None:
     """Semantic checks after schema validation; raises :class:`ConfigError` naming the key."""
+    try:
+        job_resources.check_overrides(config.get("job_resources"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     metric_plugins(config)
     for track_name, settings in config["tracks"].items():
         _check_features_bound(config, track_name)

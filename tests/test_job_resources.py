@@ -1,0 +1,77 @@
+"""Resources that grow with the attempt (transferability.job_resources, rules/common.smk's
+attempt_scaled): the table, the scaling, overrides from the config, and every rule using it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+from test_workflow import REPO, SNAKEMAKE, tiny_config
+
+from transferability import job_resources
+from transferability.job_resources import BASE, check_overrides, scaled
+
+
+def test_scaled_is_base_times_attempt():
+    assert scaled("finetune", "runtime", 1) == 240
+    assert scaled("finetune", "runtime", 3) == 720
+    assert scaled("image_finetune", "mem_mb", 2) == 16000
+    assert [scaled("tables", "mem_mb", k) for k in (1, 2, 3)] == [4000, 8000, 12000]
+
+
+def test_overrides_replace_the_base_only():
+    overrides = {"pretrain": {"runtime": 1}}
+    assert scaled("pretrain", "runtime", 1, overrides) == 1
+    assert scaled("pretrain", "runtime", 2, overrides) == 2
+    assert scaled("pretrain", "mem_mb", 2, overrides) == 2 * BASE["pretrain"]["mem_mb"]
+    assert scaled("finetune", "runtime", 1, overrides) == BASE["finetune"]["runtime"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"pretrian": {"runtime": 1}}, "unknown rule 'pretrian'"),
+        ({"pretrain": {"mem": 1}}, "job_resources.pretrain: unknown resource 'mem'"),
+        ({"pretrain": {"runtime": 0}}, "job_resources.pretrain.runtime: expected a positive"),
+        ({"pretrain": {"runtime": "1h"}}, "got '1h'"),
+        ({"pretrain": {"runtime": True}}, "got True"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_overrides(overrides)
+
+
+def test_bad_attempt():
+    with pytest.raises(ValueError, match="attempt must be >= 1"):
+        scaled("pretrain", "runtime", 0)
+
+
+def test_every_rule_with_resources_scales_them_from_the_one_table():
+    """Every mem_mb/runtime in rules/*.smk comes from attempt_scaled, and every key of the table
+    is used: no rule keeps a fixed number that a retry would ask for again."""
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    assert not re.search(r"^\s*(mem_mb|runtime)=\d", text, re.M)
+    used = re.findall(r'^\s*(mem_mb|runtime)=attempt_scaled\("(\w+)", "(\w+)"\)', text, re.M)
+    assert all(name == resource for name, _, resource in used)
+    assert {rule for _, rule, _ in used} == set(BASE)
+    for rule in BASE:  # both resources of each rule
+        assert {r for _, name, r in used if name == rule} == set(job_resources.RESOURCE_NAMES)
+
+
+def test_a_dry_run_shows_the_first_attempt_and_the_override(tmp_path):
+    config = tiny_config()
+    config["job_resources"] = {"pretrain": {"runtime": 7, "mem_mb": 1234}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "--configfile", str(path), "-n", "--cores", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", out.stdout)
+    pretrain = [b for b in blocks if re.match(r"\s*rule pretrain:", b)]
+    finetune = [b for b in blocks if re.match(r"\s*rule finetune:", b)]
+    assert pretrain and finetune
+    assert all(" runtime=7," in b and " mem_mb=1234," in b for b in pretrain), pretrain[0]
+    assert all(" runtime=240," in b and " mem_mb=4000," in b for b in finetune), finetune[0]
