@@ -68,7 +68,7 @@ test-portability: install
 goldens: install
 	$(PY) tests/goldens.py
 
-# The tiny workflow through a real single-node SLURM (started and stopped here; needs root for
+# The tiny workflow through a real four-node SLURM (started and stopped here; needs root for
 # apt-get and the daemons) with profiles/slurm, compared with a local run (README, "Running on a cluster").
 test-slurm: install
 	bash tools/slurm/test.sh

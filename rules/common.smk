@@ -36,8 +36,9 @@ if _unknown:
     raise WorkflowError(f"run_tracks: {_unknown} not configured under tracks")
 CNN = "cnn"
 VGG_TRACK = tconfig.VGG_TRACK
-# Training jobs hold a GPU only when the config says they run on one (SPEC §11).
-TRAINING_GPUS = 1 if config["device"] == "cuda" else 0
+# Training jobs hold a GPU only when the config says they run on one (SPEC §11), or when a test
+# asks them to (request_gpus: the code still runs where `device` says).
+TRAINING_GPUS = 1 if config["device"] == "cuda" or config["request_gpus"] else 0
 
 
 wildcard_constraints:

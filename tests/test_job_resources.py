@@ -75,3 +75,21 @@ def test_a_dry_run_shows_the_first_attempt_and_the_override(tmp_path):
     assert pretrain and finetune
     assert all(" runtime=7," in b and " mem_mb=1234," in b for b in pretrain), pretrain[0]
     assert all(" runtime=240," in b and " mem_mb=4000," in b for b in finetune), finetune[0]
+
+
+@pytest.mark.parametrize("request_gpus, expected", [(False, 0), (True, 1)])
+def test_request_gpus_asks_for_a_gpu_with_the_code_on_the_cpu(tmp_path, request_gpus, expected):
+    """The test and dry-run aid of make test-slurm: training rules ask for gpu=1 although
+    `device: cpu`; extraction (a CPU forward pass) never does."""
+    config = tiny_config()
+    config["request_gpus"] = request_gpus
+    config["device"] = "cpu"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "--configfile", str(path), "-n", "--cores", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", out.stdout)
+    for rule, gpus in (("pretrain", expected), ("finetune", expected), ("extract", 0)):
+        mine = [b for b in blocks if re.match(rf"\s*rule {rule}:", b)]
+        assert mine and all(f" gpu={gpus}," in b for b in mine), (rule, mine[:1])

@@ -72,6 +72,10 @@ def test_apply_is_idempotent_and_refuses_another_version(monkeypatch):
     # the digest is taken from the upstream method even once it is replaced
     assert scheduler_patch.upstream_digest(JobScheduler) == scheduler_patch.UPSTREAM_SHA256
     monkeypatch.setattr(JobScheduler, "_schedule_reevalutation", lambda self, delay: None)
+    monkeypatch.setenv("TRANSFERABILITY_SCHEDULER_FIX", "off")
+    assert scheduler_patch.apply() == "scheduler fix not applied: TRANSFERABILITY_SCHEDULER_FIX=off"
+    assert not scheduler_patch.is_applied()
+    monkeypatch.delenv("TRANSFERABILITY_SCHEDULER_FIX")
     monkeypatch.setattr(snakemake, "__version__", "9.99.0")
     message = scheduler_patch.apply()
     assert "not applied" in message and "9.99.0" in message and "9.27.1" in message

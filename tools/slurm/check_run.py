@@ -2,7 +2,8 @@
 
     python tools/slurm/check_run.py --slurm-dir D1 --slurm-log L1 --local-dir D2 --local-log L2 \
         --jobcomp /tmp/transferability-slurm/jobcomp.log [--local-rules all] \
-        [--subset TABLE.csv ...] [--requeued ID ...] [--cancelled ID ...]
+        [--allocations FILE --gpu-rules RULE ... --gpus-per-node N] [--min-nodes N] \
+        [--subset TABLE.csv ...] [--timed-out ID ...] [--node-failed ID ...] [--cancelled ID ...]
 
 (a) Every job went through sbatch. Three independent records must agree:
     - the main Snakemake log: "Finished jobid: N (Rule: R)" for every job of the workflow, and
@@ -18,14 +19,24 @@
 (b) The tables results/cnn/tables/*.csv of both runs are byte-identical (CPU runs are
     deterministic).
 (c) Fault run (tools/slurm/fault.sh): --subset names the only tables the SLURM run built (a part
-    of the DAG; its jobs per rule must then be at most the local run's). --requeued SLURM jobs
-    (`scontrol requeue` while running) were submitted once; slurmctld records the interrupted
-    run (JobState PENDING in SLURM 22.05, or REQUEUED), then COMPLETED 0:0, and the output
-    file shows only the rerun (SLURM truncates it). --cancelled SLURM jobs (`scancel` while
-    running) are recorded CANCELLED, their output does not count, and the log must show
+    of the DAG; its jobs per rule must then be at most the local run's).
+    --timed-out SLURM jobs (stalled past their limit) are recorded TIMEOUT, and the log shows
     Snakemake's retry in this order: the plugin's "SLURM-job '<id>' failed, SLURM status is:
-    'CANCELLED'", "Trying to restart job <N>." and a new "Job <N> has been submitted with SLURM
-    jobid <new id>"; those lines are printed.
+    'TIMEOUT'", "Trying to restart job <N>." and a new "Job <N> has been submitted with SLURM
+    jobid <new id>", whose record is COMPLETED 0:0 with a longer TimeLimit (attempt scaling).
+    --node-failed SLURM jobs (their node killed) are recorded NODE_FAIL on that node, then
+    COMPLETED 0:0 on another node: requeued by SLURM under the same id (its output file shows
+    only the rerun), or retried by Snakemake under a new id (then the log shows the retry as
+    above, with status 'NODE_FAIL'). Any other job of the run may also have NODE_FAIL (or
+    PENDING/REQUEUED) records before its final COMPLETED only if it was on the killed node.
+    --cancelled SLURM jobs (`scancel` while running) are recorded CANCELLED, their output does
+    not count, and the log shows the retry as above with status 'CANCELLED'. The retry lines
+    are printed.
+(d) GPUs and nodes (--allocations: `scontrol -d -o show job` of each job once it ran, recorded by
+    test.sh): every SLURM job of a --gpu-rules rule was allocated exactly one GPU
+    (JOB_GRES=gpu:1) and no other job any; the GPU jobs' StartTime..EndTime intervals
+    (jobcomp) never overlap more than --gpus-per-node at once; the run's jobs ran on at least
+    --min-nodes nodes.
 
 Prints a summary and exits non-zero on any failure.
 """
@@ -89,8 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         help="file names of the only tables the SLURM run built (e.g. layer_transfer.csv)",
     )
     parser.add_argument(
-        "--requeued", nargs="*", type=int, default=[], metavar="ID", help="SLURM ids requeued"
+        "--timed-out", nargs="*", type=int, default=[], metavar="ID", help="SLURM ids stalled"
     )
+    parser.add_argument(
+        "--node-failed", nargs="*", type=int, default=[], metavar="ID", help="node killed under"
+    )
+    parser.add_argument("--allocations", type=Path, help="scontrol -d -o show job, one per job")
+    parser.add_argument("--gpu-rules", nargs="*", default=[], help="rules that ask for a GPU")
+    parser.add_argument("--gpus-per-node", type=int, default=0, help="GPUs of the GPU node")
+    parser.add_argument("--min-nodes", type=int, default=1, help="distinct nodes the run used")
     parser.add_argument(
         "--cancelled", nargs="*", type=int, default=[], metavar="ID", help="SLURM ids cancelled"
     )
@@ -132,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(logfile)
         if not check(path.is_file(), f"SLURM job {sid} (job {job}): no output file {path}"):
             continue
-        if int(sid) in args.cancelled:
+        if int(sid) in args.cancelled or int(sid) in args.timed_out:
             continue  # killed: whatever it ran does not count (Snakemake ran the job again)
         text = path.read_text(errors="replace")
         ran = ran_in_step(text)
@@ -156,22 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     check(not stray, f"SLURM output files of jobs the run did not report: {stray}")
 
-    # (c) the injected faults, and the retry of each cancelled job in the log
+    # (c) the injected faults, and Snakemake's retry of a failed job in the log
     retry_lines: list[str] = []
-    for sid in args.requeued:
-        check(sid in slurm_ids, f"requeued SLURM job {sid} was not submitted by this run")
     by_sid = {int(sid): job for job, sid, _ in submissions}
     log_lines = slurm_log.splitlines()
-    for sid in args.cancelled:
+
+    def retried(sid: int, status: str) -> int | None:
+        """The new SLURM id of Snakemake's retry of `sid` after `status` (lines printed)."""
         job = by_sid.get(sid)
-        if not check(job is not None, f"cancelled SLURM job {sid} was not submitted by this run"):
-            continue
-        failed = f"SLURM-job '{sid}' failed, SLURM status is: 'CANCELLED'"
+        if not check(job is not None, f"{status} SLURM job {sid} was not submitted by this run"):
+            return None
+        failed = f"SLURM-job '{sid}' failed, SLURM status is: '{status}'"
         restart = f"Trying to restart job {job}."
         resubmitted = re.compile(
             rf"^Job {re.escape(job)} has been submitted with SLURM jobid (\d+) "
         )
-        steps = []  # line numbers of: failure, restart, resubmission (in this order)
+        steps, new = [], None  # line numbers of: failure, restart, resubmission (in this order)
         for k, line in enumerate(log_lines):
             if len(steps) == 0 and failed in line:
                 steps.append(k)
@@ -179,15 +197,25 @@ def main(argv: list[str] | None = None) -> int:
                 steps.append(k)
             elif len(steps) == 2 and (m := resubmitted.match(line)) and int(m[1]) != sid:
                 steps.append(k)
+                new = int(m[1])
                 break
-        retry_lines += [f"  {log_lines[k].strip()}" for k in steps]
+        retry_lines.extend(f"  {log_lines[k].strip()}" for k in steps)
         check(
             len(steps) == 3,
-            f"cancelled SLURM job {sid} (job {job}): the log lacks, in this order, "
+            f"{status} SLURM job {sid} (job {job}): the log lacks, in this order, "
             + " / ".join(
                 [repr(failed), repr(restart), f"'Job {job} has been submitted ...'"][len(steps) :]
             ),
         )
+        return new
+
+    retries = {sid: retried(sid, "CANCELLED") for sid in args.cancelled}
+    retries |= {sid: retried(sid, "TIMEOUT") for sid in args.timed_out}
+    node_fail_retried = {
+        sid: retried(sid, "NODE_FAIL")
+        for sid in args.node_failed
+        if f"SLURM-job '{sid}' failed, SLURM status is: 'NODE_FAIL'" in slurm_log
+    }
 
     # slurmctld's own record of each SLURM job of this run (a requeued job has one per run)
     run_ids = RUN_ID.findall(slurm_log)
@@ -206,26 +234,104 @@ def main(argv: list[str] | None = None) -> int:
     def states(sid: int) -> str:
         return ", ".join(f"{r.get('JobState')} {r.get('ExitCode')}" for r in runs.get(sid, []))
 
+    killed_nodes = {r.get("NodeList") for r in records if r.get("JobState") == "NODE_FAIL"}
+    before_final = ("PENDING", "REQUEUED", "NODE_FAIL")  # a requeue's earlier records
     not_ok = [
         f"{sid}: {states(sid)}"
         for sid, rs in sorted(runs.items())
         if sid not in args.cancelled
+        and sid not in args.timed_out
+        and sid not in node_fail_retried
         and (
             rs[-1].get("JobState") != "COMPLETED"
             or rs[-1].get("ExitCode") != "0:0"
-            or (len(rs) > 1) != (sid in args.requeued)
-            or any(r.get("JobState") not in ("PENDING", "REQUEUED") for r in rs[:-1])
+            or any(r.get("JobState") not in before_final for r in rs[:-1])
+            or any(r.get("NodeList") not in killed_nodes for r in rs[:-1])
         )
     ]
-    check(not not_ok, f"SLURM jobs not COMPLETED 0:0 (requeued ones: after a requeue): {not_ok}")
-    not_cancelled = [
-        f"{sid}: {states(sid) or 'no record'}"
-        for sid in args.cancelled
-        if [r.get("JobState") for r in runs.get(sid, [])] != ["CANCELLED"]
-    ]
-    check(not not_cancelled, f"cancelled SLURM jobs not recorded CANCELLED: {not_cancelled}")
+    check(not not_ok, f"SLURM jobs not COMPLETED 0:0 (after a node failure only): {not_ok}")
+    for label, ids, state in (
+        ("cancelled", args.cancelled, "CANCELLED"),
+        ("timed-out", args.timed_out, "TIMEOUT"),
+    ):
+        wrong = [
+            f"{sid}: {states(sid) or 'no record'}"
+            for sid in ids
+            if [r.get("JobState") for r in runs.get(sid, [])] != [state]
+        ]
+        check(not wrong, f"{label} SLURM jobs not recorded {state}: {wrong}")
+    for sid in args.timed_out:
+        new = retries.get(sid)
+        first, again = runs.get(sid, [{}])[0], recorded.get(new, {}) if new else {}
+        limits = (first.get("TimeLimit"), again.get("TimeLimit"))
+        check(
+            again.get("JobState") == "COMPLETED"
+            and all(v and v.isdigit() for v in limits)
+            and int(limits[1]) > int(limits[0]),
+            f"timed-out SLURM job {sid} (TimeLimit {limits[0]}): its retry {new} is not "
+            f"COMPLETED with a longer TimeLimit ({again.get('JobState')}, {limits[1]})",
+        )
+    fates = []
+    for sid in args.node_failed:
+        rs = runs.get(sid, [])
+        failed_on = [r.get("NodeList") for r in rs if r.get("JobState") == "NODE_FAIL"]
+        final = recorded.get(node_fail_retried.get(sid) or sid, {})
+        ok = (
+            bool(failed_on)
+            and final.get("JobState") == "COMPLETED"
+            and final.get("NodeList") not in failed_on
+        )
+        check(ok, f"node-failed SLURM job {sid}: {states(sid) or 'no record'}; final {final}")
+        how = f"retried as {node_fail_retried[sid]}" if sid in node_fail_retried else "requeued"
+        fates.append(
+            f"{sid}: NODE_FAIL on {','.join(failed_on) or '?'}, {how}, COMPLETED on "
+            f"{final.get('NodeList')}"
+        )
+
     elsewhere = sorted(sid for sid, r in recorded.items() if r.get("WorkDir") != workdir)
     check(not elsewhere, f"SLURM jobs that did not run in {workdir}: {elsewhere}")
+
+    # (d) GPUs and nodes
+    nodes = sorted({r.get("NodeList", "") for r in records})
+    check(len(nodes) >= args.min_nodes, f"jobs ran on {nodes}: fewer than {args.min_nodes} nodes")
+    gpu_summary = ""
+    if args.allocations:
+        alloc = {}
+        for line in args.allocations.read_text().splitlines():
+            fields = dict(re.findall(r"(\w+)=(\S*)", line))
+            if fields.get("JobName") == (run_ids[0] if run_ids else None):
+                alloc[int(fields["JobId"])] = fields
+        unseen = sorted(set(slurm_ids) - set(alloc))
+        check(not unseen, f"SLURM jobs never seen running by the recorder: {unseen}")
+        gpu_sids = []
+        for sid, fields in sorted(alloc.items()):
+            rule = re.sub(r"^rule_(\w+?)(_wildcards_.*)?$", r"\1", fields.get("Comment", ""))
+            wants = rule in args.gpu_rules
+            gres = fields.get("JOB_GRES", "(null)")
+            check(
+                gres == ("gpu:1" if wants else "(null)"),
+                f"SLURM job {sid} ({rule}) on {fields.get('NodeList')}: JOB_GRES={gres}",
+            )
+            if wants:
+                gpu_sids.append(sid)
+        spans = sorted(
+            (recorded[sid]["StartTime"], recorded[sid]["EndTime"])
+            for sid in gpu_sids
+            if sid in recorded
+        )
+        most = max(
+            (sum(s <= start < e for s, e in spans) for start, _ in spans), default=0
+        )  # ISO times sort as strings; [start, end): a job ending as another starts does not count
+        check(bool(gpu_sids), f"no SLURM job of {args.gpu_rules} was recorded")
+        check(
+            most <= args.gpus_per_node,
+            f"{most} GPU jobs ran at once on {args.gpus_per_node} GPUs",
+        )
+        gpu_nodes = sorted({alloc[sid].get("NodeList") for sid in gpu_sids})
+        gpu_summary = (
+            f"GPU jobs ({', '.join(args.gpu_rules)}): {len(gpu_sids)}, each JOB_GRES=gpu:1, on "
+            f"{gpu_nodes}, at most {most} at once ({args.gpus_per_node} GPUs)"
+        )
 
     # (b) tables
     names = sorted(p.name for p in (args.local_dir / TABLES).glob("*.csv"))
@@ -279,17 +385,26 @@ def main(argv: list[str] | None = None) -> int:
         f"jobs outside SLURM: {dict(outside) or 'none'}"
     )
     print(f"tables {TABLES}/*.csv byte-identical to the local run: {len(same)}/{len(names)}")
-    if args.requeued:
+    print(f"nodes used: {', '.join(nodes)}")
+    if gpu_summary:
+        print(gpu_summary)
+    for sid in args.timed_out:
         print(
-            "requeued SLURM jobs, each run again under its id: "
-            + "; ".join(f"{sid}: {states(sid)}" for sid in args.requeued)
+            f"timed-out SLURM job {sid}: {states(sid)} (TimeLimit "
+            f"{runs.get(sid, [{}])[0].get('TimeLimit')}); retry {retries.get(sid)}: "
+            f"{states(retries[sid]) if retries.get(sid) else '-'} (TimeLimit "
+            f"{recorded.get(retries.get(sid), {}).get('TimeLimit')})"
         )
-    if args.cancelled:
-        print("cancelled SLURM jobs and Snakemake's retry, from the log:", *retry_lines, sep="\n")
+    if fates:
+        print("node-failed SLURM jobs:", *fates, sep="\n  ")
+    if retry_lines:
+        print("Snakemake's retries, from the log:", *retry_lines, sep="\n")
     if failures:
         print("\nFAILED:", *failures, sep="\n  ")
         return 1
-    faults = " after the injected faults" if args.requeued or args.cancelled else ""
+    faults = (
+        " after the injected faults" if args.timed_out or args.node_failed or args.cancelled else ""
+    )
     print(f"OK: every job but the local rules went through sbatch{faults}; tables identical")
     return 0
 

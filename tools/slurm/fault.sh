@@ -1,41 +1,46 @@
 #!/usr/bin/env bash
 # Fault injection for make test-slurm (tools/slurm/test.sh): while a Snakemake run goes through
-# SLURM, requeue one training job in the middle of its rule, then cancel another one the same way.
+# SLURM (partition `fault`: node3, node4), stall one training job past its time limit, kill the
+# node of another, and cancel a third, each in the middle of its rule.
 #
 #   tools/slurm/fault.sh LOG PID RECORD
 #
 #   LOG     the run's Snakemake log: its "SLURM run ID: <uuid>" line names the run's SLURM jobs
-#   PID     the run's process: injection gives up when the run ends before both faults happened
-#   RECORD  written once both faults happened, two lines: "requeued <SLURM id> <comment>" and
-#           "cancelled <SLURM id> <comment>" (for tools/slurm/check_run.py --requeued/--cancelled)
+#   PID     the run's process: injection gives up when the run ends before the faults happened
+#   RECORD  written once all faults happened, one line each: "stalled <SLURM id> <node> <comment>",
+#           "node_failed <SLURM id> <node> <comment>", "cancelled <SLURM id> <node> <comment>"
+#           (for tools/slurm/check_run.py --timed-out/--node-failed/--cancelled)
 #
-# Targets: SLURM jobs of the run in state RUNNING, of a training rule (TRAINING_RULES: pretrain,
-# finetune, layer_transfer), whose SLURM output shows that the Snakemake started by srun inside
-# the job has begun the rule ("localrule <rule>:"), so the fault hits the training itself.
-#   requeue  `scontrol requeue <id>`, as SLURM does after a node failure or preemption when jobs
-#            are requeueable (JobRequeue=1 is SLURM's default and the plugin never passes
-#            --no-requeue, so no setting is needed). SLURM kills the job and, after cred_expire
-#            (120 s), runs it again under the same id; Snakemake sees it pending, running again,
-#            then COMPLETED, and does nothing itself.
-#   cancel   `scancel <id>` on another job (a node failure, timeout or kill without requeue):
-#            Snakemake sees it CANCELLED, reports the job failed, and the profile's `retries`
-#            submit it again under a new SLURM id.
+# Targets: SLURM jobs of the run in state RUNNING, of a training rule, whose SLURM output shows
+# that the Snakemake started by srun inside the job has begun the rule ("localrule <rule>:").
+#   stall   a `pretrain` job (the run gives pretrain a 1-minute first attempt, job_resources in
+#           its config): SIGSTOP to every process of the job, as a job hung on a dead file system
+#           or a slow node. SLURM ends it at its time limit: TIMEOUT. Snakemake retries it
+#           (profiles/slurm `retries`) with runtime = base x attempt, i.e. `sbatch -t 2`.
+#   node    another training job, on the node the stalled job is not on: that node's slurmd and
+#           every process of its jobs are killed with SIGKILL, as a node that loses power. After
+#           SlurmdTimeout (10 s) slurmctld marks the node DOWN; its jobs end NODE_FAIL and SLURM
+#           requeues them (JobRequeue=1, its default): they run again under their ids on the
+#           other node.
+#   cancel  a third training job: `scancel`; Snakemake sees CANCELLED and retries it.
 # Mapping SLURM ids to rules: snakemake-executor-plugin-slurm 2.6.1 names every SLURM job of a run
 # by the run ID (sbatch --job-name <uuid>) and puts the rule into the comment (sbatch --comment
-# rule_<rule>_wildcards_<values>), so `squeue --name <run ID> -o "%i %k"` lists them; the output
-# file is `scontrol show job`'s StdOut (the path the plugin also logs: "Job N has been submitted
-# with SLURM jobid S (log: F)").
+# rule_<rule>_wildcards_<values>), so `squeue --name <run ID> -o "%i %k %N"` lists them; the
+# output file is `scontrol show job`'s StdOut. A job's processes are the descendants of its
+# `slurmstepd: [<id>.<step>]` processes (proctrack/linuxproc: by parentage).
 # Each fault is injected exactly once. Exit 1 with a message when a fault could not be injected
-# within FAULT_TIMEOUT s (default 420) of the start, or the run ended first.
+# within FAULT_TIMEOUT s (default 480) of the start, or the run ended first.
 set -euo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
 
 [ $# = 3 ] || {
     echo "usage: $0 LOG PID RECORD" >&2
     exit 2
 }
 LOG=$1 PID=$2 RECORD=$3
-TIMEOUT=${FAULT_TIMEOUT:-420}
-TRAINING_RULES=${TRAINING_RULES:-pretrain|finetune|layer_transfer}
+TIMEOUT=${FAULT_TIMEOUT:-480}
+STATE=${TRANSFERABILITY_SLURM_DIR:-/tmp/transferability-slurm}
+TRAINING_RULES=pretrain\|finetune\|layer_transfer
 t0=$(date +%s)
 
 say() { echo "[fault] $*"; }
@@ -55,56 +60,76 @@ until run_id=$(sed -n 's/^SLURM run ID: \([^ ]*\)$/\1/p' "$LOG" 2>/dev/null | he
     give_up_unless_alive "its 'SLURM run ID' line"
     sleep 1
 done
-say "run $run_id: waiting for a RUNNING job of rule ${TRAINING_RULES//|/, } inside its rule"
+say "run $run_id: waiting for RUNNING training jobs inside their rule"
 
-training_in_rule() { # exclude_id -> "id rule comment" of one RUNNING training job inside its rule
-    local id comment rule out
-    while read -r id comment; do
-        [ "$id" != "$1" ] || continue
-        rule=$(sed -nE "s/^rule_($TRAINING_RULES)(_wildcards_.*)?$/\1/p" <<<"$comment")
+in_rule() { # rules exclude_ids exclude_node -> "id node rule comment" of one such job
+    local rules=$1 exclude=" $2 " avoid=$3 id comment node rule out
+    while read -r id comment node; do
+        [[ $exclude != *" $id "* ]] && [ "$node" != "$avoid" ] || continue
+        rule=$(sed -nE "s/^rule_($rules)(_wildcards_.*)?$/\1/p" <<<"$comment")
         [ -n "$rule" ] || continue
         out=$(scontrol show job -o "$id" 2>/dev/null | grep -o 'StdOut=[^ ]*' | cut -d= -f2-) || continue
         if [ -n "$out" ] && grep -qx "localrule $rule:" "$out" 2>/dev/null; then
-            echo "$id $rule $comment"
+            echo "$id $node $rule $comment"
             return
         fi
-    done < <(squeue -h --name "$run_id" --states RUNNING -o "%i %k" 2>/dev/null)
+    done < <(squeue -h --name "$run_id" --states RUNNING -o "%i %k %N" 2>/dev/null)
 }
 
-inject() { # action exclude_id: requeue or cancel one training job (not exclude_id) inside its rule
-    local action=$1 exclude=$2 job id rule comment out rc past
+tree() { # pid -> the pid and all its descendants
+    local child
+    echo "$1"
+    for child in $(pgrep -P "$1"); do tree "$child"; done
+}
+job_pids() { # SLURM id -> every process of the job on this machine
+    local step
+    for step in $(pgrep -f "^slurmstepd: \[$1\."); do
+        tree "$step" | tail -n +2 # the job's processes; slurmstepd itself is SLURM's
+    done
+}
+
+TARGETED=""
+inject() { # fault rules avoid_node
+    local fault=$1 rules=$2 avoid=$3 job id node rule comment pids victims=""
     while :; do
-        job=$(training_in_rule "$exclude" || true)
+        job=$(in_rule "$rules" "$TARGETED" "$avoid" || true)
         if [ -n "$job" ]; then
-            read -r id rule comment <<<"$job"
-            if [ "$action" = requeue ]; then
-                past=requeued
-                out=$(scontrol requeue "$id" 2>&1) && rc=0 || rc=$?
-            else
-                past=cancelled
-                out=$(scancel "$id" 2>&1) && rc=0 || rc=$?
-            fi
-            if [ "$rc" = 0 ]; then
-                say "$(date +%T) $past SLURM job $id ($comment) while RUNNING its rule $rule," \
-                    "$(waited) s after the start"
-                echo "$past $id $comment" >>"$RECORD"
-                INJECTED=$id
-                return 0
-            fi
-            # refused: fine only if the job stopped running in the meantime (then try another)
-            if squeue -h -j "$id" --states RUNNING -o %i 2>/dev/null | grep -qx "$id"; then
-                die "'$action' of RUNNING SLURM job $id ($comment) refused: $out"
-            fi
-            say "$action of SLURM job $id refused, it no longer runs ($out); waiting for another"
+            read -r id node rule comment <<<"$job"
+            case $fault in
+            stalled)
+                pids=$(job_pids "$id")
+                [ -n "$pids" ] || die "SLURM job $id ($comment) has no processes to stop"
+                kill -STOP $pids
+                ;;
+            node_failed)
+                # the node dies: its slurmd first, then every process of its jobs
+                victims=$(squeue -h -w "$node" -o %i 2>/dev/null | tr '\n' ' ')
+                kill -KILL "$(cat "$STATE/slurmd-$node.pid")"
+                for victim in $victims; do
+                    pids=$(pgrep -f "^slurmstepd: \[$victim\." || true)
+                    for p in $pids; do kill -KILL $(tree "$p") 2>/dev/null || true; done
+                done
+                ;;
+            cancelled)
+                scancel "$id" || die "scancel $id failed"
+                ;;
+            esac
+            say "$(date +%T) $fault SLURM job $id ($comment) on $node while RUNNING its rule" \
+                "$rule, $(waited) s after the start${victims:+ (jobs on $node: $victims)}"
+            echo "$fault $id $node $comment" >>"$RECORD"
+            TARGETED="$TARGETED $id"
+            INJECTED_NODE=$node
+            return 0
         fi
-        give_up_unless_alive "training job RUNNING its rule to $action"
+        give_up_unless_alive "training job RUNNING its rule to be $fault"
         sleep 0.5
     done
 }
 
 : >"$RECORD.part"
 RECORD=$RECORD.part
-INJECTED=""
-inject requeue ""
-inject cancel "$INJECTED"
+inject stalled pretrain ""
+stalled_node=$INJECTED_NODE
+inject node_failed "$TRAINING_RULES" "$stalled_node"
+inject cancelled "$TRAINING_RULES" "$INJECTED_NODE" # not on the dead node
 mv "$RECORD" "${RECORD%.part}"

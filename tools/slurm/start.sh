@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
-# Start a real single-node SLURM cluster (slurmctld + slurmd, authenticated by munge) on this
-# machine, for `make test-slurm` (tools/slurm/test.sh). Debian/Ubuntu, as root.
+# Start a real SLURM cluster of four nodes (slurmctld + one slurmd per node, authenticated by
+# munge) on this machine, for `make test-slurm` (tools/slurm/test.sh). Debian/Ubuntu, as root.
+#
+# Nodes: slurmd runs once per node (`slurmd -N node<k>`, each on its own port), every node with
+# this machine's CPUs and memory as `slurmd -C` detects them (so the cluster oversubscribes the
+# real cores; fine for a test). Partitions:
+#   debug  node1 node2 (default)   the workflow's CPU jobs, spread over two nodes
+#   gpu    node1 node2             node1 declares two GPUs as a generic resource (GresTypes=gpu,
+#                                  Gres=gpu:2, gres.conf with stand-in device files): SLURM
+#                                  allocates them, the code runs on the CPU
+#   fault  node3 node4             the fault-injection run's own nodes: a node killed there
+#                                  (tools/slurm/fault.sh) never touches the other runs' jobs
+# A node whose slurmd stops answering is marked DOWN after SlurmdTimeout (10 s) and its jobs end
+# NODE_FAIL (and are requeued: JobRequeue=1, SLURM's default); ReturnToService=2 lets it rejoin.
 #
 #   tools/slurm/start.sh      # installs slurm-wlm + munge with apt-get when missing, then starts
 #   sinfo; sbatch --wrap hostname; squeue   # the usual clients, as on any cluster
@@ -9,7 +21,7 @@
 # Everything lives in one private state folder outside the repository (TRANSFERABILITY_SLURM_DIR,
 # default /tmp/transferability-slurm): slurm.conf, controller state, slurmd spool, logs, PID
 # files and jobcomp.log (one line per finished job: tools/slurm/check_run.py reads it).
-# /etc/slurm/slurm.conf becomes a symlink to that slurm.conf (stop.sh removes it): SLURM_CONF
+# /etc/slurm/slurm.conf and gres.conf become symlinks to those files (stop.sh removes them): SLURM_CONF
 # alone is not enough, because the jobstep plugin clears SLURM_* variables before its `srun`
 # inside each job, so srun must find the configuration at the default path. An
 # /etc/slurm/slurm.conf that start.sh did not make is never replaced.
@@ -84,15 +96,18 @@ else
     cp /run/munge/munged.pid "$STATE/munged.pid"
 fi
 
-# 3. slurm.conf for this one node: its CPUs and memory as slurmd itself detects them.
+# 3. slurm.conf: four nodes, each with this machine's CPUs and memory as slurmd detects them.
 HOST=$(hostname -s)
 NODE=$(slurmd -C | head -n 1) # NodeName=<host> CPUs=.. Boards=.. ... RealMemory=..
 case "$NODE" in NodeName=*) ;; *) die "unexpected 'slurmd -C' output: $NODE" ;; esac
+HARDWARE=${NODE#NodeName=* } # CPUs=.. Boards=.. ... RealMemory=..
+NODES=(node1 node2 node3 node4)
 rm -rf "$STATE/ctld" "$STATE/spool"
-mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log"
+mkdir -p "$STATE/ctld" "$STATE/log"
+for node in "${NODES[@]}"; do mkdir -p "$STATE/spool/$node"; done
 : >"$STATE/jobcomp.log"
 cat >"$CONF" <<EOF
-# Written by tools/slurm/start.sh: a private single-node cluster for make test-slurm.
+# Written by tools/slurm/start.sh: a private four-node cluster on one machine for make test-slurm.
 ClusterName=transferability
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
@@ -107,6 +122,11 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
+# A killed slurmd is noticed within seconds (the fault run's NODE_FAIL), not after 5 minutes.
+SlurmdTimeout=10
+# GPUs as a generic resource (node1). Without slurmdbd they are not in jobcomp's Tres=; a job's
+# allocation shows them in `scontrol -d show job` (JOB_GRES=gpu:1), which test.sh records.
+GresTypes=gpu
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 # No accounting database, but a plain-text record of every finished job (for check_run.py).
@@ -115,43 +135,68 @@ JobCompLoc=$STATE/jobcomp.log
 # Finished jobs stay visible to squeue/scontrol this long (squeue-based status tracking).
 MinJobAge=300
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/spool
+# one slurmd per node on this host: %n = the node's name
+SlurmdSpoolDir=$STATE/spool/%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-$NODE NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+NodeName=node1 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=17001 $HARDWARE Gres=gpu:2 State=UNKNOWN
+NodeName=node2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=17002 $HARDWARE State=UNKNOWN
+NodeName=node3 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=17003 $HARDWARE State=UNKNOWN
+NodeName=node4 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=17004 $HARDWARE State=UNKNOWN
+PartitionName=$PARTITION Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=node1,node2 MaxTime=INFINITE State=UP
+PartitionName=fault Nodes=node3,node4 MaxTime=INFINITE State=UP
 EOF
-ETC_CONF=/etc/slurm/slurm.conf
-if [ -e "$ETC_CONF" ] || [ -L "$ETC_CONF" ]; then
-    [ "$(readlink "$ETC_CONF")" = "$CONF" ] \
-        || die "$ETC_CONF exists and is not start.sh's link to $CONF: another SLURM is configured here"
-fi
+# node1's two GPUs. SLURM 22.05 drops a GPU without a device file ("Removing file-less GPU" in
+# slurmd's debug log; the node is then INVAL), so each gets a stand-in character device (the
+# numbers of /dev/null): nothing opens them, the code runs on the CPU, and no cgroup enforces them.
+mkdir -p "$STATE/dev"
+for k in 0 1; do
+    [ -c "$STATE/dev/gpu$k" ] || mknod -m 0666 "$STATE/dev/gpu$k" c 1 3
+done
+cat >"$STATE/gres.conf" <<EOF
+NodeName=node1 Name=gpu File=$STATE/dev/gpu[0-1]
+EOF
+# slurmd reads gres.conf from /etc/slurm too
+for name in slurm.conf gres.conf; do
+    if [ -e "/etc/slurm/$name" ] || [ -L "/etc/slurm/$name" ]; then
+        [ "$(readlink "/etc/slurm/$name")" = "$STATE/$name" ] \
+            || die "/etc/slurm/$name exists and is not start.sh's link to $STATE/$name: another SLURM is configured here"
+    fi
+done
 mkdir -p /etc/slurm
-ln -sfn "$CONF" "$ETC_CONF"
+ln -sfn "$CONF" /etc/slurm/slurm.conf
+ln -sfn "$STATE/gres.conf" /etc/slurm/gres.conf
 
 # 4. The daemons (they fork into the background and write their PID files).
-say "starting slurmctld and slurmd (logs in $STATE/log)"
+say "starting slurmctld and slurmd for ${NODES[*]} (logs in $STATE/log)"
 slurmctld -f "$CONF" -c || die "slurmctld did not start: $(tail -n 20 "$STATE/log/slurmctld.log" 2>/dev/null)"
-slurmd -f "$CONF" || die "slurmd did not start: $(tail -n 20 "$STATE/log/slurmd.log" 2>/dev/null)"
+for node in "${NODES[@]}"; do
+    slurmd -f "$CONF" -N "$node" \
+        || die "slurmd -N $node did not start: $(tail -n 20 "$STATE/log/slurmd-$node.log" 2>/dev/null)"
+done
 
-# 5. Ready when sinfo shows the node idle.
+# 5. Ready when sinfo shows every node idle.
+IDLE="node1 idle node2 idle node3 idle node4 idle "
 state=""
 for _ in $(seq 60); do
-    state=$(sinfo -h -N -n "$HOST" -o "%T" 2>/dev/null || true)
-    [ "$state" = idle ] && break
+    state=$(sinfo -h -N -o "%N %T" 2>/dev/null | sort -u | tr '\n' ' ' || true)
+    [ "$state" = "$IDLE" ] && break
     sleep 1
 done
-if [ "$state" != idle ]; then
+if [ "$state" != "$IDLE" ]; then
     echo "--- sinfo" >&2
     sinfo -N -l >&2 || true
     echo "--- slurmctld.log" >&2
     tail -n 20 "$STATE/log/slurmctld.log" >&2 || true
-    echo "--- slurmd.log" >&2
-    tail -n 20 "$STATE/log/slurmd.log" >&2 || true
-    die "node $HOST is '${state:-not listed}', not idle, after 60 s (see the logs above)"
+    for node in "${NODES[@]}"; do
+        echo "--- slurmd-$node.log" >&2
+        tail -n 20 "$STATE/log/slurmd-$node.log" >&2 || true
+    done
+    die "nodes not all idle after 60 s: '${state:-none listed}' (see the logs above)"
 fi
-say "node $HOST idle in partition $PARTITION: $(sinfo -h -N -o '%c CPUs, %m MB' -n "$HOST")"
+say "nodes idle: $(sinfo -h -N -o '%N (%P, %c CPUs, %m MB, %G)' | sort -u | tr '\n' ' ')"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the single-node SLURM that tools/slurm/start.sh started: exactly the daemons whose PID
-# files are in its state folder (slurmd, slurmctld, and munged only if start.sh started it).
+# Stop the SLURM cluster that tools/slurm/start.sh started: exactly the daemons whose PID files
+# are in its state folder (each node's slurmd, slurmctld, and munged only if start.sh started it).
 # Jobs still queued or running on that private cluster are cancelled first. Safe to run twice.
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin # slurmctld, slurmd, munged
@@ -39,11 +39,15 @@ stop() { # name pidfile
 if ours slurmctld "$STATE/slurmctld.pid" >/dev/null; then
     SLURM_CONF=$STATE/slurm.conf timeout 10 scancel --full --user="$(id -un)" 2>/dev/null || true
 fi
-stop slurmd "$STATE/slurmd.pid"
+for pidfile in "$STATE"/slurmd-*.pid "$STATE/slurmd.pid"; do # one slurmd per node
+    [ -e "$pidfile" ] && stop slurmd "$pidfile"
+done
 stop slurmctld "$STATE/slurmctld.pid"
 stop munged "$STATE/munged.pid"
-# the /etc/slurm/slurm.conf link that start.sh made (nothing else there is touched)
-if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$STATE/slurm.conf" ]; then
-    rm -f /etc/slurm/slurm.conf
-fi
+# the /etc/slurm links that start.sh made (nothing else there is touched)
+for name in slurm.conf gres.conf; do
+    if [ "$(readlink "/etc/slurm/$name" 2>/dev/null)" = "$STATE/$name" ]; then
+        rm -f "/etc/slurm/$name"
+    fi
+done
 exit 0

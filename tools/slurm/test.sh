@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# make test-slurm: the tiny test configuration through a real single-node SLURM cluster with the
-# real profile (profiles/slurm, plus the CI overlay tests/slurm/profile), and the same
-# configuration on the local executor; then tools/slurm/check_run.py checks that every job but
-# `all` went through sbatch and that the result tables of both runs are byte-identical. Also
-# checks that profiles/slurm alone asks sbatch for a GPU for training (refused here: no GPU).
-# Fault run, at the same time: part of the tiny workflow (the layer-transfer table: 2 pretrain,
-# 4 layer_transfer jobs) through the same profiles but with profiles/slurm's own `retries`, while
-# tools/slurm/fault.sh requeues one training job in the middle of its rule and scancels another;
-# check_run.py then requires Snakemake's retry of the cancelled job in the log, the requeued job
-# run again under its id, and the table byte-identical to the local run's.
+# make test-slurm: the tiny test configuration through a real SLURM cluster of four nodes
+# (tools/slurm/start.sh) with the real profile (profiles/slurm, plus the CI overlay
+# tests/slurm/profile), and the same configuration on the local executor; then
+# tools/slurm/check_run.py checks that every job but `all` went through sbatch, on more than one
+# node, that each training job was allocated one of node1's two GPUs (request_gpus: the code runs
+# on the CPU) with at most two at once, and that the result tables of both runs are
+# byte-identical.
+# Fault run, at the same time, on its own nodes (partition `fault`, overlay tests/slurm/fault):
+# part of the tiny workflow (the layer-transfer table: 2 pretrain, 4 layer_transfer jobs) with
+# profiles/slurm's own `retries` and a 1-minute first attempt for pretrain (job_resources), while
+# tools/slurm/fault.sh stalls one pretrain job past that limit (SLURM: TIMEOUT; Snakemake retries
+# it with `sbatch -t 2`), kills the node of another training job (SLURM: NODE_FAIL, requeued on
+# the other node) and cancels a third (Snakemake retries it); check_run.py then requires each of
+# these in SLURM's records and the log, and the table byte-identical to the local run's.
 # Starts the cluster (tools/slurm/start.sh) and stops it again on any exit (trap).
 # Needs root (apt-get, daemons). Work dirs and logs: /tmp/transferability-test-slurm.*
 # (removed after a pass unless KEEP=1).
@@ -72,6 +76,20 @@ config = yaml.safe_load((repo / "tests" / "config" / "tiny.yaml").read_text())
 config["data_dir"] = str(repo / "resources" / "datasets")
 out.write_text(yaml.safe_dump(config))
 EOF
+# The SLURM run's: the same, with training jobs asking for a GPU (the code stays on the CPU).
+# The fault run's: the same as the local one, with a first attempt of pretrain far too short.
+"$PY" - "$WORK" <<'EOF'
+import sys
+from pathlib import Path
+
+import yaml
+
+work = Path(sys.argv[1])
+config = yaml.safe_load((work / "config.yaml").read_text())
+(work / "slurm-config.yaml").write_text(yaml.safe_dump({**config, "request_gpus": True}))
+fault = {**config, "job_resources": {"pretrain": {"runtime": 1}}}  # minutes
+(work / "fault-config.yaml").write_text(yaml.safe_dump(fault))
+EOF
 
 # Background commands of a script start with SIGINT ignored; this launcher restores it, so that
 # finish() can interrupt a run the way Ctrl-C does.
@@ -91,33 +109,45 @@ run() { # name args...: one Snakemake run, its log and seconds in $WORK/<name>.{
     return "$rc"
 }
 
-# Four runs at the same time (the SLURM runs mostly wait: submission, status polls, queue):
-#   gpu    the real profile alone on one training job: its sbatch call must ask for the GPU;
-#          this node has none, so sbatch refuses the job (and Snakemake fails, as expected)
+# Three runs at the same time (the SLURM runs mostly wait: submission, status polls, queue):
 #   local  the reference, on the local executor
-#   slurm  the tiny workflow through SLURM with the real profile plus the CI overlay
-#   fault  FAULT_TABLE through the same profiles, with profiles/slurm's `retries` instead of the
-#          overlay's 0, while tools/slurm/fault.sh requeues one training job in its rule and
-#          cancels another (the requeued job waits cred_expire, 120 s, before it runs again)
+#   slurm  the tiny workflow through SLURM with the real profile plus the CI overlay, and
+#          request_gpus: every training job asks for one GPU (node1 has two)
+#   fault  FAULT_TABLE through the same profiles plus tests/slurm/fault (partition `fault`),
+#          with profiles/slurm's `retries` instead of the overlay's 0 and pretrain's first attempt
+#          limited to 1 minute, while tools/slurm/fault.sh stalls, node-kills and cancels jobs
+# A recorder writes `scontrol -d show job` of every job once it runs (its GPU allocation:
+# JOB_GRES=gpu:1); without slurmdbd that is the only record of it.
 FAULT_TABLE=layer_transfer.csv
 RETRIES=$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["retries"])' \
     "$REPO/profiles/slurm/config.yaml")
 [ "$RETRIES" -ge 1 ] || { echo "[test-slurm] FAILED: profiles/slurm has retries: $RETRIES" >&2; exit 1; }
-echo "[test-slurm] runs: gpu (profiles/slurm alone, one training job: refused here, no GPU)," \
-    "slurm (--profile profiles/slurm --profile tests/slurm/profile), local (--cores 2)," \
-    "fault (results/cnn/tables/$FAULT_TABLE, same profiles with --retries $RETRIES:" \
-    "one training job requeued, one cancelled)"
-run gpu --profile "$REPO/profiles/slurm" --retries 0 results/cnn/checkpoints/mnist/seed0/history.csv &
-gpu_pid=$!
+echo "[test-slurm] runs: slurm (--profile profiles/slurm --profile tests/slurm/profile," \
+    "request_gpus), local (--cores 2), fault (results/cnn/tables/$FAULT_TABLE, same profiles" \
+    "+ tests/slurm/fault, --retries $RETRIES, pretrain runtime 1 min: one training job stalled," \
+    "one node killed, one job cancelled)"
+(
+    seen=" "
+    while :; do
+        for id in $(squeue -h --states RUNNING -o %i 2>/dev/null); do
+            [[ $seen == *" $id "* ]] && continue
+            scontrol -d -o show job "$id" >>"$WORK/allocations.txt" 2>/dev/null && seen="$seen$id "
+        done
+        sleep 1
+    done
+) &
+recorder_pid=$!
 run local --cores 2 &
 local_pid=$!
 run fault --profile "$REPO/profiles/slurm" --profile "$REPO/tests/slurm/profile" \
+    --profile "$REPO/tests/slurm/fault" --configfile "$WORK/fault-config.yaml" \
     --retries "$RETRIES" "results/cnn/tables/$FAULT_TABLE" &
 fault_pid=$!
 bash "$REPO/tools/slurm/fault.sh" "$WORK/fault.log" "$fault_pid" "$WORK/fault.injected" &
 inject_pid=$!
 slurm_rc=0
-run slurm --profile "$REPO/profiles/slurm" --profile "$REPO/tests/slurm/profile" || slurm_rc=$?
+run slurm --profile "$REPO/profiles/slurm" --profile "$REPO/tests/slurm/profile" \
+    --configfile "$WORK/slurm-config.yaml" || slurm_rc=$?
 if [ "$slurm_rc" != 0 ]; then # no need to finish the reference and the fault run
     for f in "$WORK/local.pid" "$WORK/fault.pid"; do
         [ -s "$f" ] && kill -INT "$(cat "$f")" 2>/dev/null || true
@@ -125,13 +155,12 @@ if [ "$slurm_rc" != 0 ]; then # no need to finish the reference and the fault ru
 fi
 local_rc=0
 wait "$local_pid" || local_rc=$?
-gpu_rc=0
-wait "$gpu_pid" || gpu_rc=$?
 fault_rc=0
 wait "$fault_pid" || fault_rc=$?
 inject_rc=0
 wait "$inject_pid" || inject_rc=$?
 inject_pid=""
+kill "$recorder_pid" 2>/dev/null || true
 
 for name in slurm local fault; do
     rc_var=${name}_rc
@@ -143,34 +172,37 @@ for name in slurm local fault; do
     echo "[test-slurm] $name run done in $(cat "$WORK/$name.secs") s"
 done
 
-if [ "$gpu_rc" = 0 ]; then
-    echo "[test-slurm] FAILED: a GPU job was accepted by a cluster without GPUs (log: $WORK/gpu.log)" >&2
-    exit 1
-fi
-call=$(grep -m1 -A1 "sbatch call:" "$WORK/gpu.log" | tail -n 1)
-for flag in "--gpus=1" "-p gpu" "--mem 4000" "-t 120"; do
-    if [[ " $call " != *" $flag "* ]]; then
-        tail -n 30 "$WORK/gpu.log"
-        echo "[test-slurm] FAILED: the pretrain sbatch call lacks '$flag' (log: $WORK/gpu.log)" >&2
+# The real profile's request for a training job, as SLURM received it (the recorder's
+# `scontrol -d show job` of the SLURM run's first pretrain job).
+run_id=$(sed -n 's/^SLURM run ID: \([^ ]*\)$/\1/p' "$WORK/slurm.log" | head -n 1)
+request=$(grep " JobName=$run_id " "$WORK/allocations.txt" | grep -m1 " Comment=rule_pretrain_" || true)
+for field in Partition=gpu TimeLimit=02:00:00 MinMemoryNode=4000M TresPerJob=gres:gpu:1; do
+    if [[ " $request " != *" $field "* ]]; then
+        echo "[test-slurm] FAILED: the SLURM run's pretrain job lacks $field:" \
+            "${request:-no record} ($WORK/allocations.txt)" >&2
         exit 1
     fi
 done
-echo "[test-slurm] gpu run: $(grep -m1 -o "sbatch: error: Invalid generic resource.*specification" "$WORK/gpu.log")" \
-    "for $(grep -o -- "-p gpu .*--gpus=1" <<<"$call")"
+echo "[test-slurm] the real profile's pretrain request, as SLURM holds it: Partition=gpu" \
+    "TimeLimit=02:00:00 MinMemoryNode=4000M TresPerJob=gres:gpu:1"
 
 "$PY" "$REPO/tools/slurm/check_run.py" \
     --slurm-dir "$WORK/slurm" --slurm-log "$WORK/slurm.log" \
     --local-dir "$WORK/local" --local-log "$WORK/local.log" \
-    --jobcomp "$STATE/jobcomp.log" --local-rules all
+    --jobcomp "$STATE/jobcomp.log" --local-rules all \
+    --allocations "$WORK/allocations.txt" --gpu-rules pretrain finetune quanta layer_transfer \
+    random_tasks random_task_references --gpus-per-node 2 --min-nodes 2
 
-# The fault run: both faults injected (fault.sh wrote its record), then the same checks on the
-# part of the workflow it ran, plus the requeue and the retry (check_run.py, section (c)).
+# The fault run: all faults injected (fault.sh wrote its record), then the same checks on the
+# part of the workflow it ran, plus the TIMEOUT, NODE_FAIL and CANCELLED jobs' fates (check_run.py,
+# section (c)).
 if [ "$inject_rc" != 0 ] || [ ! -s "$WORK/fault.injected" ]; then
-    echo "[test-slurm] FAILED: the fault run finished without both faults injected" \
+    echo "[test-slurm] FAILED: the fault run finished without all faults injected" \
         "(fault.sh exit $inject_rc; log: $WORK/fault.log)" >&2
     exit 1
 fi
-requeued=$(awk '$1 == "requeued" { print $2 }' "$WORK/fault.injected")
+stalled=$(awk '$1 == "stalled" { print $2 }' "$WORK/fault.injected")
+node_failed=$(awk '$1 == "node_failed" { print $2 }' "$WORK/fault.injected")
 cancelled=$(awk '$1 == "cancelled" { print $2 }' "$WORK/fault.injected")
 echo
 echo "[test-slurm] fault run: $(sed 's/$/;/' "$WORK/fault.injected" | tr '\n' ' ')checks:"
@@ -178,8 +210,7 @@ echo "[test-slurm] fault run: $(sed 's/$/;/' "$WORK/fault.injected" | tr '\n' ' 
     --slurm-dir "$WORK/fault" --slurm-log "$WORK/fault.log" \
     --local-dir "$WORK/local" --local-log "$WORK/local.log" \
     --jobcomp "$STATE/jobcomp.log" --local-rules all --subset "$FAULT_TABLE" \
-    --requeued "$requeued" --cancelled "$cancelled"
+    --timed-out "$stalled" --node-failed "$node_failed" --cancelled "$cancelled"
 
 echo "[test-slurm] durations (runs at the same time): start ${t_start} s, SLURM run" \
-    "$(cat "$WORK/slurm.secs") s, local run $(cat "$WORK/local.secs") s, gpu run" \
-    "$(cat "$WORK/gpu.secs") s, fault run $(cat "$WORK/fault.secs") s; total $(($(now) - t0)) s"
+    "$(cat "$WORK/slurm.secs") s, local run $(cat "$WORK/local.secs") s, fault run $(cat "$WORK/fault.secs") s; total $(($(now) - t0)) s"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import threading
 import time
 
@@ -36,6 +37,7 @@ PATCHED_VERSION = "9.27.1"
 # (``_schedule_reevalutation``, sic) and the loop that calls it (``schedule``).
 UPSTREAM_SHA256 = "39d8d14240c98e1bc3167baf2f5df658aafef03a6b482bcf29e1106a5c55e098"
 MARKER = "_transferability_one_pending_reevaluation"
+OFF_SWITCH = "TRANSFERABILITY_SCHEDULER_FIX"
 
 _lock = threading.Lock()
 
@@ -83,13 +85,16 @@ def apply() -> str:
     """Patch Snakemake's ``JobScheduler`` in this process; return what was done, in one line.
 
     Idempotent. Leaves Snakemake unchanged (and says so) when its version or the patched source
-    differ from the ones this fix was written for.
+    differ from the ones this fix was written for, or when the environment variable
+    ``TRANSFERABILITY_SCHEDULER_FIX=off`` asks for upstream's behaviour (to measure it).
     """
     import snakemake
     from snakemake.scheduling.job_scheduler import JobScheduler
 
     if is_applied():
         return "scheduler fix already applied"
+    if os.environ.get(OFF_SWITCH, "").lower() == "off":
+        return f"scheduler fix not applied: {OFF_SWITCH}=off"
     version = getattr(snakemake, "__version__", "?")
     if version != PATCHED_VERSION:
         return (
