@@ -61,20 +61,29 @@ def test_every_rule_with_resources_scales_them_from_the_one_table():
         assert {r for _, name, r in used if name == rule} == set(job_resources.RESOURCE_NAMES)
 
 
+def dry_run_jobs(workdir, config: dict) -> dict[str, list[str]]:
+    """rule -> the dry run's printed block of each of its jobs (`resources:` line included)."""
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(path), "-n", "--cores", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", out.stdout):
+        if match := re.match(r"\s*(?:local)?rule (\w+):", block):
+            jobs.setdefault(match[1], []).append(block)
+    return jobs
+
+
 def test_a_dry_run_shows_the_first_attempt_and_the_override(tmp_path):
     config = tiny_config()
     config["job_resources"] = {"pretrain": {"runtime": 7, "mem_mb": 1234}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "--configfile", str(path), "-n", "--cores", "1"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", out.stdout)
-    pretrain = [b for b in blocks if re.match(r"\s*rule pretrain:", b)]
-    finetune = [b for b in blocks if re.match(r"\s*rule finetune:", b)]
-    assert pretrain and finetune
-    assert all(" runtime=7," in b and " mem_mb=1234," in b for b in pretrain), pretrain[0]
-    assert all(" runtime=240," in b and " mem_mb=4000," in b for b in finetune), finetune[0]
+    jobs = dry_run_jobs(tmp_path, config)
+    assert jobs["pretrain"] and jobs["finetune"]
+    for block in jobs["pretrain"]:
+        assert " runtime=7," in block and " mem_mb=1234," in block, block
+    for block in jobs["finetune"]:
+        assert " runtime=240," in block and " mem_mb=4000," in block, block
 
 
 @pytest.mark.parametrize("request_gpus, expected", [(False, 0), (True, 1)])
@@ -84,12 +93,6 @@ def test_request_gpus_asks_for_a_gpu_with_the_code_on_the_cpu(tmp_path, request_
     config = tiny_config()
     config["request_gpus"] = request_gpus
     config["device"] = "cpu"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "--configfile", str(path), "-n", "--cores", "1"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", out.stdout)
+    jobs = dry_run_jobs(tmp_path, config)
     for rule, gpus in (("pretrain", expected), ("finetune", expected), ("extract", 0)):
-        mine = [b for b in blocks if re.match(rf"\s*rule {rule}:", b)]
-        assert mine and all(f" gpu={gpus}," in b for b in mine), (rule, mine[:1])
+        assert jobs[rule] and all(f" gpu={gpus}," in block for block in jobs[rule]), jobs[rule]
