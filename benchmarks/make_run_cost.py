@@ -8,7 +8,8 @@ the install is not timed), with nothing else running:
       upstream  TRANSFERABILITY_SCHEDULER_FIX=off make run   (Snakemake 9.27.1 as shipped)
       fix       make run                                     (the workflow's scheduler fix)
 
-Before each run `results/` and `.snakemake/` are removed (the datasets under `resources/` stay).
+Before each run `results/`, `.snakemake/` and the derived datasets (`mnist_noise`, ...: made by
+the workflow's `dataset` jobs) are removed; MNIST and FashionMNIST stay.
 The whole tree's CPU is this script's `RUSAGE_CHILDREN` (every process `make run` started,
 Snakemake included); the Snakemake process's own CPU (its threads, not its jobs) is sampled from
 `/proc/<pid>/stat` every 0.5 s until it exits (the last sample is at most 0.5 s early), as are
@@ -28,7 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "workflow"))
 from _machine import cpu_model  # noqa: E402
+
+from transferability.data import DATASET_ROOT, DERIVED_DATASETS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
@@ -66,7 +70,8 @@ def cpu_and_threads(pid: int) -> tuple[float, int] | None:
 
 
 def measure(setting: str) -> dict:
-    for path in (REPO / "results", REPO / ".snakemake"):
+    derived = [REPO / DATASET_ROOT / name for name in DERIVED_DATASETS]
+    for path in (REPO / "results", REPO / ".snakemake", *derived):
         shutil.rmtree(path, ignore_errors=True)
     env = dict(os.environ, **SETTINGS[setting])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,10 +110,10 @@ def markdown(rows: list[dict]) -> str:
         "# `make run` with and without the scheduler fix",
         "",
         f"`benchmarks/make_run_cost.py` on {cpu_model()}, {os.cpu_count()} CPUs; a fresh clone "
-        "after `make install`, nothing else running, `results/` and `.snakemake/` removed "
-        "before each run. Tree CPU = every process `make run` started; Snakemake CPU = the main "
-        "`snakemake` process alone (its threads); jobs CPU = the sum of the jobs' `benchmark:` "
-        "files (`cpu_time`).",
+        "after `make install`, nothing else running, `results/`, `.snakemake/` and the derived "
+        "datasets removed before each run. Tree CPU = every process `make run` started; "
+        "Snakemake CPU = the main `snakemake` process alone (its threads); jobs CPU = the sum "
+        "of the jobs' `benchmark:` files (`cpu_time`).",
         "",
         "| setting | wall | tree CPU s | Snakemake CPU s | Snakemake peak threads | jobs CPU s |",
         "|---|---|---|---|---|---|",
