@@ -50,6 +50,7 @@ wildcard_constraints:
     step="0|[1-9][0-9]*[be]",
     layer="[a-z0-9_]+",
     family="[a-z0-9_]+",
+    classes="[0-9]+",
 
 
 def attempt_scaled(rule_name, resource):
@@ -77,19 +78,47 @@ def steps(track, stage):
     return tconfig.checkpoint_labels(config, track, stage)
 
 
+INITIAL_STEP = tconfig.INITIAL_STEP
+# the untrained model's folder as a wildcard pattern: initial/classes{classes}
+INITIAL_MODEL = tconfig.INITIAL_MODEL
+
+
+# [INITIAL_STEP] for the untrained model's rules; empty (they match nothing) without a CNN track
+INITIAL_STEPS = [step for step in steps(CNN, "pretrain") if step == INITIAL_STEP]
+
+
+def trained_steps(track):
+    """The checkpoints a source's own run writes: all but step 0, the untrained model of
+    (seed, classes) that every source with that many classes shares (tconfig.INITIAL_MODEL).
+    """
+    return [step for step in steps(track, "pretrain") if step != INITIAL_STEP]
+
+
 def run_dir(track, source, seed):
     return f"results/{track}/checkpoints/{source}/seed{seed}"
 
 
-def checkpoint_files(track, source, seed):
-    return {
-        step: f"{run_dir(track, source, seed)}/step{step}.pt"
-        for step in steps(track, "pretrain")
-    }
+def checkpoint_path(track, source, seed, step):
+    return tconfig.checkpoint_path(config, track, source, seed, step)
 
 
 def activation_dir(track, target, source, seed, step):
-    return f"results/{track}/activations/{target}/{source}/seed{seed}/step{step}"
+    folder = tconfig.run_folder(config, track, source, step)
+    return f"results/{track}/activations/{target}/{folder}/seed{seed}/step{step}"
+
+
+def initial_file(stage):
+    """Input function: the untrained model's file of a source's run, for stage ``checkpoints``
+    (its checkpoint), ``metrics`` or ``finetune`` (its table on the job's target)."""
+
+    def path(wildcards):
+        track, source, seed = wildcards.track, wildcards.source, wildcards.seed
+        if stage == "checkpoints":
+            return checkpoint_path(track, source, seed, INITIAL_STEP)
+        folder = tconfig.run_folder(config, track, source, INITIAL_STEP)
+        return f"results/{track}/{stage}/{wildcards.target}/{folder}/seed{seed}/step{INITIAL_STEP}.csv"
+
+    return path
 
 
 def dataset_file(name):
@@ -109,9 +138,10 @@ def target_dataset(wildcards):
 
 
 def run_checkpoints(wildcards):
-    return list(
-        checkpoint_files(wildcards.track, wildcards.source, wildcards.seed).values()
-    )
+    return [
+        checkpoint_path(wildcards.track, wildcards.source, wildcards.seed, step)
+        for step in trained_steps(wildcards.track)
+    ]
 
 
 def models(track):
@@ -136,11 +166,13 @@ def per_model_files(track, pattern):
     ]
 
 
-def activation_outputs(track):
+def activation_outputs(model, track_steps):
+    """Extraction outputs (every layer but the logits) of a run folder pattern ``model``;
+    ``track_steps`` is empty without a CNN track."""
     return [
-        f"results/{{track}}/activations/{{target}}/{{source}}/seed{{seed}}/step{step}/{layer}.h5"
-        for step in steps(track, "pretrain")
-        for layer in track_cfg(track)["layers"]
+        f"results/{{track}}/activations/{{target}}/{model}/seed{{seed}}/step{step}/{layer}.h5"
+        for step in track_steps
+        for layer in track_cfg(CNN)["layers"]
     ]
 
 
@@ -199,7 +231,9 @@ def model_figure_inputs(wildcards):
     step = steps(wildcards.track, "pretrain")[-1]
     target = next(iter(cfg["targets"]))
     return {
-        "checkpoint": f"{run_dir(wildcards.track, wildcards.source, cfg['seeds'][0])}/step{step}.pt",
+        "checkpoint": checkpoint_path(
+            wildcards.track, wildcards.source, cfg["seeds"][0], step
+        ),
         "dataset": dataset_file(
             tconfig.target(config, wildcards.track, target)["dataset"]
         ),
@@ -218,13 +252,14 @@ def activation_files(track):
             f for target in track_cfg(track)["targets"] for source, seed in models(track)
             for f in image_model_activations(track, target, source, seed)
         ]  # fmt: skip
-    return [
+    files = [
         f"{activation_dir(track, target, source, seed, step)}/{layer}.h5"
         for target in track_cfg(track)["targets"]
         for source, seed in models(track)
         for step in steps(track, "pretrain")
         for layer in track_cfg(track)["layers"] + ["logits"]
     ]
+    return list(dict.fromkeys(files))  # sources share their untrained model's files
 
 
 def all_outputs():
@@ -447,7 +482,7 @@ def study_checkpoint(name):
 
     def checkpoint(wildcards):
         step = tconfig.study_pretrain_step(config, wildcards.track, name)
-        return f"{run_dir(wildcards.track, wildcards.source, wildcards.seed)}/step{step}.pt"
+        return checkpoint_path(wildcards.track, wildcards.source, wildcards.seed, step)
 
     return checkpoint
 

@@ -1,18 +1,18 @@
 rule extract:
-    """All checkpoints of one run on one target: every layer's activations and the logits."""
+    """A run's own checkpoints on one target: every layer's activations and the logits."""
     input:
         checkpoints=run_checkpoints,
         dataset=target_dataset,
         subset="results/{track}/subsets/{target}.csv",
     output:
         activations=(
-            [temp(path) for path in activation_outputs(CNN)]
+            [temp(path) for path in activation_outputs("{source}", trained_steps(CNN))]
             if config["temp_activations"]
-            else activation_outputs(CNN)
+            else activation_outputs("{source}", trained_steps(CNN))
         ),
         logits=[
             f"results/{{track}}/activations/{{target}}/{{source}}/seed{{seed}}/step{step}/logits.h5"
-            for step in steps(CNN, "pretrain")
+            for step in trained_steps(CNN)
         ],
     log:
         "results/{track}/logs/extract/{target}/{source}/seed{seed}.log",
@@ -28,7 +28,47 @@ rule extract:
         runtime=attempt_scaled("extract", "runtime"),
         gpu=0,
     params:
-        steps=lambda wc: steps(wc.track, "pretrain"),
+        steps=lambda wc: trained_steps(wc.track),
+        layers=lambda wc: track_cfg(wc.track)["layers"],
+        compression=lambda wc: track_cfg(wc.track)["extract"]["compression"],
+    script:
+        "../workflow/scripts/extract.py"
+
+
+rule extract_initial:
+    """The untrained model of (seed, classes) on one target, once for all its sources."""
+    input:
+        checkpoints=[
+            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
+            for step in INITIAL_STEPS
+        ],
+        dataset=target_dataset,
+        subset="results/{track}/subsets/{target}.csv",
+    output:
+        activations=(
+            [temp(path) for path in activation_outputs(INITIAL_MODEL, INITIAL_STEPS)]
+            if config["temp_activations"]
+            else activation_outputs(INITIAL_MODEL, INITIAL_STEPS)
+        ),
+        logits=[
+            f"results/{{track}}/activations/{{target}}/{INITIAL_MODEL}/seed{{seed}}/step{step}/logits.h5"
+            for step in INITIAL_STEPS
+        ],
+    log:
+        f"results/{{track}}/logs/extract/{{target}}/{INITIAL_MODEL}/seed{{seed}}.log",
+    benchmark:
+        f"results/{{track}}/benchmarks/extract/{{target}}/{INITIAL_MODEL}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=attempt_scaled("extract", "mem_mb"),
+        runtime=attempt_scaled("extract", "runtime"),
+        gpu=0,
+    params:
+        steps=INITIAL_STEPS,
         layers=lambda wc: track_cfg(wc.track)["layers"],
         compression=lambda wc: track_cfg(wc.track)["extract"]["compression"],
     script:

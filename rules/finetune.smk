@@ -1,13 +1,16 @@
 rule finetune:
-    """Every pre-training checkpoint of one run fine-tuned on one target: accuracy curves."""
+    """A run's own checkpoints fine-tuned on one target: accuracy curves (step 0: the untrained
+    model's curve under this source's name)."""
     input:
         checkpoints=run_checkpoints,
         dataset=target_dataset,
+        initial=initial_file("finetune"),
     output:
-        [
+        curves=[
             f"results/{{track}}/finetune/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"
-            for step in steps(CNN, "pretrain")
+            for step in trained_steps(CNN)
         ],
+        initial=f"results/{{track}}/finetune/{{target}}/{{source}}/seed{{seed}}/step{INITIAL_STEP}.csv",
     log:
         "results/{track}/logs/finetune/{target}/{source}/seed{seed}.log",
     benchmark:
@@ -23,6 +26,40 @@ rule finetune:
         gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.finetune_protocol(config, wc.track, wc.target),
-        steps=lambda wc: steps(wc.track, "pretrain"),
+        steps=lambda wc: trained_steps(wc.track),
+    script:
+        "../workflow/scripts/finetune.py"
+
+
+rule finetune_initial:
+    """The untrained model of (seed, classes) fine-tuned on one target, once for all its
+    sources: the thesis's from-scratch baseline."""
+    input:
+        checkpoints=[
+            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
+            for step in INITIAL_STEPS
+        ],
+        dataset=target_dataset,
+    output:
+        curves=[
+            f"results/{{track}}/finetune/{{target}}/{INITIAL_MODEL}/seed{{seed}}/step{step}.csv"
+            for step in INITIAL_STEPS
+        ],
+    log:
+        f"results/{{track}}/logs/finetune/{{target}}/{INITIAL_MODEL}/seed{{seed}}.log",
+    benchmark:
+        f"results/{{track}}/benchmarks/finetune/{{target}}/{INITIAL_MODEL}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        mem_mb=attempt_scaled("finetune", "mem_mb"),
+        runtime=attempt_scaled("finetune", "runtime"),
+        gpu=TRAINING_GPUS,
+    params:
+        protocol=lambda wc: tconfig.finetune_protocol(config, wc.track, wc.target),
+        steps=INITIAL_STEPS,
     script:
         "../workflow/scripts/finetune.py"

@@ -1,11 +1,36 @@
+rule initial_model:
+    """The untrained model of one (seed, number of classes): every source's step 0."""
+    output:
+        [
+            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
+            for step in INITIAL_STEPS
+        ],
+    log:
+        f"results/{{track}}/logs/initial_model/{INITIAL_MODEL}/seed{{seed}}.log",
+    benchmark:
+        f"results/{{track}}/benchmarks/initial_model/{INITIAL_MODEL}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        track=CNN,
+    conda:
+        "../envs/transferability.yaml"
+    threads: 1
+    resources:
+        mem_mb=attempt_scaled("initial_model", "mem_mb"),
+        runtime=attempt_scaled("initial_model", "runtime"),
+    script:
+        "../workflow/scripts/initial_model.py"
+
+
 rule pretrain:
-    """One run (source, seed): every checkpoint of the track's log grid and the history."""
+    """One run (source, seed) from its untrained model: every later checkpoint of the track's
+    log grid and the history (step 0 included)."""
     input:
-        source_dataset,
+        dataset=source_dataset,
+        initial=initial_file("checkpoints"),
     output:
         checkpoints=[
             f"results/{{track}}/checkpoints/{{source}}/seed{{seed}}/step{step}.pt"
-            for step in steps(CNN, "pretrain")
+            for step in trained_steps(CNN)
         ],
         history="results/{track}/checkpoints/{source}/seed{seed}/history.csv",
     log:
@@ -23,6 +48,6 @@ rule pretrain:
         gpu=TRAINING_GPUS,
     params:
         protocol=lambda wc: tconfig.pretrain_protocol(config, wc.track, wc.source),
-        steps=lambda wc: steps(wc.track, "pretrain"),
+        steps=lambda wc: trained_steps(wc.track),
     script:
         "../workflow/scripts/pretrain.py"

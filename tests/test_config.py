@@ -66,6 +66,50 @@ def test_checkpoint_zero_is_required():
         tconfig.check(cfg)
 
 
+def test_step_zero_is_the_untrained_model_of_seed_and_classes():
+    """Every source with C classes shares one untrained model per seed: its checkpoint (and
+    its activations, metrics and curves) live under initial/classes<C>, not the source's."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    path = tconfig.checkpoint_path
+    assert (
+        path(cfg, "cnn", "mnist", 1, "0")
+        == "results/cnn/checkpoints/initial/classes10/seed1/step0.pt"
+    )
+    assert path(cfg, "cnn", "mnist_noise", 1, "0") == path(cfg, "cnn", "fashion_mnist", 1, "0")
+    assert path(cfg, "cnn", "mnist_split2", 0, "0").endswith("initial/classes5/seed0/step0.pt")
+    assert path(cfg, "cnn", "mnist", 1, "3e") == "results/cnn/checkpoints/mnist/seed1/step3e.pt"
+    assert tconfig.run_folder(cfg, "cnn", "mnist_split1", "10b") == "mnist_split1"
+    cfg["tracks"]["cnn"]["sources"]["mnist"] = {"dataset": "mnist_typo"}
+    with pytest.raises(
+        tconfig.ConfigError, match=r"sources.mnist.dataset: unknown dataset 'mnist_typo'"
+    ):
+        tconfig.run_folder(cfg, "cnn", "mnist", "0")
+
+
+def test_a_source_may_not_take_the_untrained_models_folder_name():
+    cfg = _validated("tests/config/tiny.yaml")
+    cfg["tracks"]["cnn"]["sources"]["initial"] = {"dataset": "mnist"}
+    with pytest.raises(
+        tconfig.ConfigError, match=r"tracks.cnn.sources.initial: the name is reserved"
+    ):
+        tconfig.check(cfg)
+
+
+def test_config_checkpoints_step_zero_names_the_shared_file(tmp_path):
+    """`transferability rank --config ... --step 0` finds the untrained model's checkpoint."""
+    config = tmp_path / "config.yaml"
+    config.write_text((REPO / "tests/config/tiny.yaml").read_text())
+    with pytest.raises(tconfig.ConfigError, match=r"initial/classes10/seed0/step0.pt"):
+        tconfig.config_checkpoints(config, ["mnist"], step="0", workdir=tmp_path)
+    shared = tmp_path / "results/cnn/checkpoints/initial/classes10/seed0/step0.pt"
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"")
+    found = tconfig.config_checkpoints(
+        config, ["mnist", "fashion_mnist"], step="0", workdir=tmp_path
+    )
+    assert found.paths == (shared, shared)
+
+
 def _tiny_with_studies() -> dict:
     return _validated("tests/config/tiny.yaml")
 

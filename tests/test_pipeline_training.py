@@ -9,7 +9,7 @@ import torch
 from transferability.artifacts import load_checkpoint
 from transferability.data import ImageDataset, save_dataset
 from transferability.models import build_cnn
-from transferability.pipeline import finetune, pretrain
+from transferability.pipeline import finetune, initial_model, pretrain, share_initial
 from transferability.schedule import resolve_checkpoints
 from transferability.training import (
     Split,
@@ -122,6 +122,50 @@ def test_pretrain_is_bit_reproducible_on_cpu(pretrained, tmp_path):
     for step in PRETRAIN_STEPS:
         first, second = load_checkpoint(paths[step])[0], load_checkpoint(again[step])[0]
         assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_pretrain_from_the_untrained_model_file_is_the_same_run(pretrained, tmp_path):
+    """The workflow's runs start from the shared untrained model (initial_model): the same
+    checkpoints and history, bit for bit, as the run that builds it itself."""
+    root, _, paths, history = pretrained
+    initial_model(tmp_path / "initial.pt", num_classes=3, seed=5)
+    state, meta = load_checkpoint(tmp_path / "initial.pt")
+    assert meta["source"] == "initial" and meta["step"] == "0" and meta["seed"] == 5
+    assert all(torch.equal(state[k], v) for k, v in load_checkpoint(paths["0"])[0].items())
+    trained = {step: tmp_path / f"step{step}.pt" for step in PRETRAIN_STEPS[1:]}
+    again = pretrain(root / "source.npz", trained, tmp_path / "history.csv", source="toy", seed=5,
+                     protocol=PRETRAIN, device="cpu", initial=tmp_path / "initial.pt")  # fmt: skip
+    pd.testing.assert_frame_equal(history, again)  # step 0's row included
+    assert not (tmp_path / "step0.pt").exists()
+    for step, path in trained.items():
+        first, second = load_checkpoint(paths[step])[0], load_checkpoint(path)[0]
+        assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("classes, seed, expected", [
+    (4, 5, "untrained model of seed 5 with 4 classes, but run toy seed 5 needs seed 5 with 3"),
+    (3, 6, "untrained model of seed 6 with 3 classes, but run toy seed 5 needs seed 5"),
+])  # fmt: skip
+def test_pretrain_refuses_another_untrained_model(pretrained, tmp_path, classes, seed, expected):
+    root = pretrained[0]
+    initial_model(tmp_path / "initial.pt", num_classes=classes, seed=seed)
+    with pytest.raises(ValueError, match=f"initial.pt: the {expected}"):
+        pretrain(root / "source.npz", {"2b": tmp_path / "step2b.pt"}, tmp_path / "history.csv",
+                 source="toy", seed=5, protocol=PRETRAIN, device="cpu",
+                 initial=tmp_path / "initial.pt")  # fmt: skip
+    assert not (tmp_path / "step2b.pt").exists()
+
+
+def test_share_initial_copies_every_cell_and_refuses_another_table(tmp_path):
+    text = "target,source,seed,step,value,note\nmnist,initial,0,0,0.30000000000000004,\n" \
+           'mnist,initial,0,0,,"undefined: a, b"\n'  # fmt: skip
+    (tmp_path / "initial.csv").write_text(text)
+    share_initial(tmp_path / "initial.csv", tmp_path / "copy.csv", source="mnist_noise")
+    assert (tmp_path / "copy.csv").read_text() == text.replace(",initial,", ",mnist_noise,")
+    (tmp_path / "other.csv").write_text(text.replace(",initial,", ",mnist,"))
+    with pytest.raises(ValueError, match=r"other.csv: not an untrained model's table.*\['mnist'\]"):
+        share_initial(tmp_path / "other.csv", tmp_path / "copy2.csv", source="mnist_noise")
+    assert not (tmp_path / "copy2.csv").exists()
 
 
 def _finetune(root, paths, target_path, runs_together, name):

@@ -170,6 +170,8 @@ def test_every_artifact_records_its_provenance(tiny_run):
     attrs = read_attrs(tiny_run / RESULTS / "activations/fashion_mnist/mnist/seed0/step3b/fc1.h5")
     assert attrs["code_version"] == code_version() and json.loads(attrs["protocol"]) == protocol
     assert json.loads(attrs["extraction"])["compression"] == "lzf"
-    with h5py.File(tiny_run / RESULTS / "activations/mnist/mnist/seed0/step0/logits.h5") as f:
+    with h5py.File(
+        tiny_run / RESULTS / "activations/mnist/initial/classes10/seed0/step0/logits.h5"
+    ) as f:
         assert f.attrs["code_version"] == code_version()
     assert pd.read_csv(tiny_run / RESULTS / "tables/metrics.csv").shape[0] > 0

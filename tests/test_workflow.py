@@ -172,10 +172,12 @@ def test_activation_file_layout(tiny_run):
         assert f.attrs["source"] == "fashion_mnist" and f.attrs["target"] == "mnist"
         assert f.attrs["step"] == "10b" and f.attrs["layer"] == "pool2"
         index = f["sample_index"][...]
-    # every model sees the same target samples
-    other = tiny_run / "results/cnn/activations/mnist/mnist/seed0/step0/conv1.h5"
+    # every model sees the same target samples, the shared untrained model too
+    other = tiny_run / "results/cnn/activations/mnist/initial/classes10/seed0/step0/conv1.h5"
     with h5py.File(other) as f:
         assert np.array_equal(f["sample_index"][...], index)
+        assert f.attrs["source"] == "initial" and f.attrs["step"] == "0"
+    assert not (tiny_run / "results/cnn/activations/mnist/mnist/seed0/step0").exists()
 
 
 def test_every_job_logs_its_start_up_and_lifetime(tiny_run):
@@ -206,21 +208,73 @@ def test_settings_that_do_not_change_results_rerun_nothing(tiny_run):
     assert planned_jobs(tiny_run, config) == []
 
 
-def test_adding_a_source_plans_only_its_jobs(tiny_run):
+INITIAL_RULES = {"initial_model", "extract_initial", "metrics_initial", "finetune_initial"}
+
+
+@pytest.mark.parametrize("source, classes", [("mnist_noise", None), ("mnist_split1", "5")])
+def test_adding_a_source_plans_only_its_jobs(tiny_run, source, classes):
+    """Only the new source's own jobs (and the aggregates) run. A source with 10 classes, as
+    the existing ones, reuses their untrained model: no step-0 job. The first 5-class source
+    brings its untrained model: made once, extracted, measured and fine-tuned once per target."""
     config = tiny_config()
-    config["tracks"]["cnn"]["sources"]["mnist_split1"] = {"batch_size": 16}
+    config["tracks"]["cnn"]["sources"][source] = {"batch_size": 16}
     jobs = planned_jobs(tiny_run, config)
-    own = [(rule, wc) for rule, wc in jobs if rule not in AGGREGATES]
+    own = [(rule, wc) for rule, wc in jobs if rule not in AGGREGATES | INITIAL_RULES]
     assert own, "adding a source must plan its jobs"
     for rule, wc in own:
-        assert wc.get("source", wc.get("dataset")) == "mnist_split1", (rule, wc)
+        assert wc.get("source", wc.get("dataset")) == source, (rule, wc)
     rules = sorted(rule for rule, _ in own)
     assert rules.count("pretrain") == 1
     assert rules.count("extract") == rules.count("metrics") == rules.count("finetune") == 2
     # the studies: QUANTA and layer transfer on both targets; random tasks use only mnist
     assert rules.count("quanta") == rules.count("layer_transfer") == 2
     assert "random_tasks" not in rules
-    assert {rule for rule, _ in jobs} - {r for r, _ in own} <= AGGREGATES
+    initial = sorted((rule, wc.get("classes")) for rule, wc in jobs if rule in INITIAL_RULES)
+    if classes is None:
+        assert initial == []
+    else:
+        assert initial == sorted([("initial_model", classes)] + [
+            (rule, classes) for rule in ("extract_initial", "metrics_initial", "finetune_initial")
+            for _target in ("mnist", "fashion_mnist")
+        ])  # fmt: skip
+    assert {rule for rule, _ in jobs} - {r for r, _ in own} <= AGGREGATES | INITIAL_RULES
+
+
+def test_step_zero_is_computed_once_per_target_and_seed(tiny_run):
+    """The untrained model is fine-tuned, extracted and measured once per (target, seed) for
+    both sources (10 classes each); each source's step-0 table is that one with its name."""
+    import pandas as pd
+
+    results = tiny_run / "results" / "cnn"
+    checkpoints = sorted(p.relative_to(results) for p in results.rglob("step0.pt"))
+    assert checkpoints == [Path("checkpoints/initial/classes10/seed0/step0.pt")]
+    for stage in ("finetune", "metrics"):
+        logs = sorted(
+            p.relative_to(results / "logs") for p in (results / "logs" / stage).rglob("*.log")
+        )
+        shared = [p for p in logs if "initial" in p.parts]
+        assert shared == [Path(f"{stage}/{t}/initial/classes10/seed0.log")
+                          for t in ("fashion_mnist", "mnist")], logs  # fmt: skip
+        for target in ("mnist", "fashion_mnist"):
+            table = pd.read_csv(results / stage / target / "initial/classes10/seed0/step0.csv")
+            assert set(table["source"]) == {"initial"}
+            for source in ("mnist", "fashion_mnist"):
+                copy = pd.read_csv(results / stage / target / source / "seed0/step0.csv")
+                assert set(copy["source"]) == {source}
+                pd.testing.assert_frame_equal(
+                    copy.drop(columns="source"), table.drop(columns="source")
+                )
+    # fine-tuning logs: step 0 only in the untrained model's jobs, once per target
+    fine_tuned = [
+        (log.parent.name, line)
+        for log in (results / "logs" / "finetune").rglob("*.log")
+        for line in log.read_text().splitlines()
+        if "fine-tuned" in line and " step 0 on " in line
+    ]
+    assert len(fine_tuned) == 2 and all(" initial step 0 on " in line for _, line in fine_tuned)
+    pretrain = pd.read_csv(results / "tables" / "pretrain.csv")
+    # the history still evaluates each source's step 0 on the source's own data
+    assert sorted(pretrain.query("step == '0'")["source"]) == ["fashion_mnist", "mnist"]
 
 
 def test_deleting_an_activation_file_replans_producer_and_dependants(tiny_copy):
@@ -244,13 +298,16 @@ def test_a_metric_plugin_reaches_every_table_and_its_edit_reruns_only_metrics(ti
     config = tiny_config()
     config["metric_plugins"] = ["my_metric.py"]  # relative to the working directory
     config["tracks"]["cnn"]["metrics"] += ["knn_loo"]
-    runs = [{"track": "cnn", "target": t, "source": s, "seed": "0"}
+    runs = [("metrics", {"track": "cnn", "target": t, "source": s, "seed": "0"})
             for t in ("fashion_mnist", "mnist") for s in ("fashion_mnist", "mnist")]  # fmt: skip
+    # the untrained model's metrics, once per target; each source's step 0 copies them
+    runs += [("metrics_initial", {"track": "cnn", "target": t, "classes": "10", "seed": "0"})
+             for t in ("fashion_mnist", "mnist")]  # fmt: skip
 
     def metric_jobs():
         jobs = planned_jobs(tiny_copy, config)
-        assert {rule for rule, _ in jobs} - {"metrics"} <= AGGREGATES, jobs
-        return sorted((wc for rule, wc in jobs if rule == "metrics"), key=str)
+        assert {rule for rule, _ in jobs} - {"metrics", "metrics_initial"} <= AGGREGATES, jobs
+        return sorted((job for job in jobs if job[0] not in AGGREGATES), key=str)
 
     assert metric_jobs() == sorted(runs, key=str)
     snakemake(tiny_copy, config, "--cores", "2")
@@ -276,7 +333,7 @@ def test_a_metric_plugin_reaches_every_table_and_its_edit_reruns_only_metrics(ti
 def test_corrupted_checkpoint_fails_naming_the_file(tiny_copy):
     checkpoint = tiny_copy / "results/cnn/checkpoints/mnist/seed0/step3b.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
-    (tiny_copy / "results/cnn/activations/mnist/mnist/seed0/step0/fc1.h5").unlink()
+    (tiny_copy / "results/cnn/activations/mnist/mnist/seed0/step10b/fc1.h5").unlink()
     kept = tiny_copy / "results/cnn/tables/correlations.csv"
     before = kept.read_bytes()
     result = snakemake(tiny_copy, tiny_config(), "--cores", "1", check=False)
@@ -342,6 +399,10 @@ def test_paper_config_plans_the_full_thesis_grid(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert counts["pretrain"] == "60"
     assert counts["extract"] == counts["finetune"] == counts["metrics"] == "120"
+    # step 0: one untrained model per (seed, classes: 10 and the splits' 5), once per target
+    assert counts["initial_model"] == "20"
+    assert counts["extract_initial"] == counts["finetune_initial"] == "40"
+    assert counts["metrics_initial"] == "40"
     # the studies: one job per (target, source, seed) or (family, source, seed)
     assert counts["quanta"] == counts["layer_transfer"] == "120"
     assert counts["random_tasks"] == "18" and counts["random_task_references"] == "3"
@@ -366,6 +427,7 @@ def test_reproduce_config_plans_its_protocol(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert counts["pretrain"] == "18"
     assert counts["extract"] == counts["finetune"] == counts["metrics"] == "36"
+    assert counts["initial_model"] == "6" and counts["finetune_initial"] == "12"
     assert not {"quanta", "layer_transfer", "random_tasks"} & set(counts)
     assert counts["figure"] == "10"  # the track's figures, none of the studies'
 

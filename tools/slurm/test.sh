@@ -190,7 +190,7 @@ echo "[test-slurm] the real profile's pretrain request, as SLURM holds it: Parti
     --slurm-dir "$WORK/slurm" --slurm-log "$WORK/slurm.log" \
     --local-dir "$WORK/local" --local-log "$WORK/local.log" \
     --jobcomp "$STATE/jobcomp.log" --local-rules all \
-    --allocations "$WORK/allocations.txt" --gpu-rules pretrain finetune quanta layer_transfer \
+    --allocations "$WORK/allocations.txt" --gpu-rules pretrain finetune finetune_initial quanta layer_transfer \
     random_tasks random_task_references --gpus-per-node 2 --min-nodes 2
 
 # The fault run: all faults injected (fault.sh wrote its record), then the same checks on the

@@ -7,7 +7,7 @@ from transferability.pipeline import pretrain, setup_logging
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 pretrain(
-    sm.input[0],
+    sm.input.dataset,
     dict(zip(sm.params.steps, sm.output.checkpoints, strict=True)),
     sm.output.history,
     source=sm.wildcards.source,
@@ -15,4 +15,5 @@ pretrain(
     protocol=sm.params.protocol,
     threads=sm.threads,
     device=sm.config["device"],
+    initial=sm.input.initial,
 )

@@ -68,6 +68,41 @@ def finetune_protocol(config: dict, track_name: str, target_name: str) -> dict[s
     return protocol
 
 
+#: The untrained model's checkpoint label (SPEC §6.1: every run's step 0).
+INITIAL_STEP = "0"
+#: The ``source`` that the untrained model's own files record (its rows in the per-source
+#: tables carry each source's name).
+INITIAL_SOURCE = "initial"
+
+
+#: The untrained model's folder, in place of a source's, under checkpoints/, activations/…/,
+#: metrics/…/ and finetune/…/: the model depends only on (seed, number of classes), so every
+#: source with C classes shares it. Its files exist once per seed (and target), and each
+#: source's ``step0`` tables are copies with the source's name (SPEC §6.1's step-0 baseline).
+INITIAL_MODEL = INITIAL_SOURCE + "/classes{classes}"
+
+
+def run_folder(config: dict, track_name: str, source_name: str, step: str) -> str:
+    """The folder of a CNN source's run at ``step``: the source's own name, or at
+    :data:`INITIAL_STEP` the shared untrained model's (:data:`INITIAL_MODEL`)."""
+    if step != INITIAL_STEP:
+        return source_name
+    dataset = source(config, track_name, source_name)["dataset"]
+    if dataset not in KNOWN_NUM_CLASSES:
+        raise ConfigError(
+            f"tracks.{track_name}.sources.{source_name}.dataset: unknown dataset {dataset!r}; "
+            f"known datasets: {list(KNOWN_DATASETS)}"
+        )
+    return INITIAL_MODEL.format(classes=KNOWN_NUM_CLASSES[dataset])
+
+
+def checkpoint_path(config: dict, track_name: str, source_name: str, seed: int, step: str) -> str:
+    """The workflow's checkpoint of a CNN source's run at ``step`` (relative to the working
+    directory); at :data:`INITIAL_STEP` the shared untrained model's."""
+    folder = run_folder(config, track_name, source_name, step)
+    return f"results/{track_name}/checkpoints/{folder}/seed{seed}/step{step}.pt"
+
+
 def checkpoint_labels(config: dict, track_name: str, stage: str) -> list[str]:
     """Checkpoint labels of ``stage`` (``pretrain`` or ``finetune``) in training order."""
     return sort_labels(list(track(config, track_name)[stage]["checkpoints"]))
@@ -460,6 +495,11 @@ def check(config: dict) -> None:
             _check_image_track(config, track_name)
             continue
         prefix = f"tracks.{track_name}"
+        if INITIAL_SOURCE in settings["sources"]:
+            raise ConfigError(
+                f"{prefix}.sources.{INITIAL_SOURCE}: the name is reserved for the untrained "
+                f"model's folder ({INITIAL_MODEL}); rename the source"
+            )
         for kind in ("sources", "targets"):
             for name in settings[kind]:
                 dataset = _member(config, track_name, kind, name)["dataset"]
@@ -665,7 +705,8 @@ def config_checkpoints(
     """The workflow's checkpoint paths for ``sources`` (default: all) of a config's track.
 
     CNN tracks: ``results/<track>/checkpoints/<source>/seed<run_seed>/step<step>.pt`` with
-    ``step`` default the last pre-training checkpoint; the vgg track:
+    ``step`` default the last pre-training checkpoint (step 0: the shared untrained model,
+    :func:`checkpoint_path`); the vgg track:
     ``results/vgg/checkpoints/<source>/seed<run_seed>/final.pt``. ``run_seed`` defaults to the
     track's first seed; paths are relative to ``workdir`` (where Snakemake runs). ``track``
     defaults to the only track holding the sources. Also returns the config's ``data_dir``,
@@ -741,8 +782,10 @@ def config_checkpoints(
     workdir = Path(workdir)
     paths = []
     for name in names:
-        rel = f"results/{track}/checkpoints/{name}/seed{run_seed}/" + (
-            "final.pt" if vgg else f"step{step}.pt"
+        rel = (
+            f"results/{track}/checkpoints/{name}/seed{run_seed}/final.pt"
+            if vgg
+            else checkpoint_path(config, track, name, run_seed, step)
         )
         path = workdir / rel
         if not path.is_file():

@@ -8,7 +8,8 @@ longer ``sbatch -t`` and a larger ``--mem`` instead of failing the same way agai
 The config key ``job_resources:`` replaces base values, e.g. for a cluster whose nodes are slower
 than the estimate: ``job_resources: {finetune: {runtime: 480}}``. Keys are the rules of
 :data:`BASE` (``image_extract`` stands for the image tracks' extraction rules, named after their
-track). A profile's ``set-resources`` still wins over both, as Snakemake defines.
+track; the untrained model's extract, metrics and finetune rules use their stage's entry). A
+profile's ``set-resources`` still wins over both, as Snakemake defines.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BASE: dict[str, dict[str, int]] = {
     for rule, values in {
         "dataset": (4000, 30),
         "target_subset": (2000, 5),
+        "initial_model": (2000, 5),
         "pretrain": (4000, 120),
         "extract": (4000, 30),
         "metrics": (4000, 30),

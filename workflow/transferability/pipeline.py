@@ -16,7 +16,7 @@ import pandas as pd
 
 from transferability import __version__
 from transferability.artifacts import activation_shape, read_activations, read_attrs, write_csv
-from transferability.config import FEATURES_MAX_BYTES
+from transferability.config import FEATURES_MAX_BYTES, INITIAL_SOURCE, INITIAL_STEP
 from transferability.data import ImageDataset, balanced_subset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,19 @@ def _history_row(record, **identity) -> dict:
     }
 
 
+def initial_model(checkpoint_path: str | Path, *, num_classes: int, seed: int) -> None:
+    """Save the untrained thesis CNN of (``seed``, ``num_classes``): the step-0 model that every
+    source's run of that seed starts from (its weights depend on nothing else)."""
+    from transferability.artifacts import save_checkpoint
+    from transferability.families import ModelSpec, build_model
+
+    spec = ModelSpec("thesis_cnn", num_classes)
+    model = build_model(spec, seed)
+    meta = {"source": INITIAL_SOURCE, "seed": seed, "step": INITIAL_STEP, **spec.meta()}
+    save_checkpoint(checkpoint_path, model.state_dict(), {**meta, "version": __version__})
+    log.info("untrained model of seed %d, %d classes: %s", seed, num_classes, checkpoint_path)
+
+
 def pretrain(
     dataset_path: str | Path,
     checkpoint_paths: Mapping[str, str | Path],
@@ -76,15 +89,19 @@ def pretrain(
     protocol: Mapping,
     threads: int = 1,
     device: str = "auto",
+    initial: str | Path | None = None,
 ) -> pd.DataFrame:
     """Pre-train one run of the thesis CNN on ``dataset_path`` and save a checkpoint at every
-    label in ``checkpoint_paths`` (label → path), plus the history table.
+    label in ``checkpoint_paths`` (label → path), plus the history table, which also has the
+    untrained model's row (step 0, evaluated on this source's data).
 
-    One run per job, so that adding a seed adds a job (SPEC §5); it goes through the multi-run
-    trainer with R = 1, which is the faster path on CPU too (benchmarks/train_throughput.py).
+    The run starts from ``initial``, the file :func:`initial_model` wrote for (``seed``, the
+    dataset's classes); without it from the same model built here. One run per job, so that
+    adding a seed adds a job (SPEC §5); it goes through the multi-run trainer with R = 1, which
+    is the faster path on CPU too (benchmarks/train_throughput.py).
     """
     from transferability.artifacts import save_checkpoint
-    from transferability.families import ModelSpec, build_model
+    from transferability.families import ModelSpec, build_model, model_from_checkpoint
     from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
     from transferability.training import configure_torch, derive_seed
@@ -96,8 +113,20 @@ def pretrain(
     )
     batch_size = int(protocol["batch_size"])
     lr = float(protocol["lr"])
-    checkpoints = resolve_checkpoints(list(checkpoint_paths), len(train), batch_size)
+    labels = list(dict.fromkeys([INITIAL_STEP, *checkpoint_paths]))
+    checkpoints = resolve_checkpoints(labels, len(train), batch_size)
     spec = ModelSpec("thesis_cnn", dataset.num_classes)
+    if initial is None:
+        model = build_model(spec, seed)
+    else:
+        model, meta = model_from_checkpoint(initial)
+        if model.spec != spec or int(meta.get("seed", -1)) != seed:
+            raise ValueError(
+                f"{initial}: the untrained model of seed {meta.get('seed')} with "
+                f"{model.spec.num_classes} classes, but run {source} seed {seed} needs seed {seed} "
+                f"with {dataset.num_classes} classes ({dataset.name})"
+            )
+        model.train()
     rows = []
 
     def on_checkpoint(_run, record, state):
@@ -105,6 +134,8 @@ def pretrain(
             record, source=source, dataset=dataset.name, seed=seed, step=record.checkpoint.label
         )
         rows.append(row)
+        if record.checkpoint.label not in checkpoint_paths:
+            return
         meta = {
             **row,
             **spec.meta(),
@@ -117,7 +148,7 @@ def pretrain(
         save_checkpoint(checkpoint_paths[record.checkpoint.label], state, meta)
 
     train_runs(
-        [build_model(spec, seed)],
+        [model],
         train,
         checkpoints,
         batch_size=batch_size,
@@ -485,6 +516,21 @@ def finetune(
                 target,
                 run_rows[-1]["test_accuracy"],
             )
+
+
+def share_initial(table_path: str | Path, out_path: str | Path, *, source: str) -> None:
+    """Write the untrained model's table (metrics or fine-tuning curve, :func:`initial_model`)
+    as ``source``'s step-0 table: the same rows with ``source`` in the ``source`` column.
+
+    Cells are copied as text, so every value is the one the untrained model's job wrote."""
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    if "source" not in table.columns or set(table["source"]) - {INITIAL_SOURCE}:
+        raise ValueError(
+            f"{table_path}: not an untrained model's table (expected a 'source' column holding "
+            f"{INITIAL_SOURCE!r} only, got {sorted(set(table.get('source', [])))[:3]})"
+        )
+    table["source"] = source
+    write_csv(table, out_path)
 
 
 #: Markers of the lines that benchmarks/job_overhead.py reads from every job log.
