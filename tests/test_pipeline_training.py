@@ -156,6 +156,26 @@ def test_pretrain_refuses_another_untrained_model(pretrained, tmp_path, classes,
     assert not (tmp_path / "step2b.pt").exists()
 
 
+def test_pretrain_refuses_an_untrained_model_drawn_in_another_dtype(pretrained, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    """float64 draws other initial weights than float32 (the golden runs train in float64)."""
+    from transferability.training import DTYPE_ENV
+
+    root = pretrained[0]
+    initial_model(tmp_path / "initial.pt", num_classes=3, seed=5)  # float32
+    assert load_checkpoint(tmp_path / "initial.pt")[1]["dtype"] == "torch.float32"
+    monkeypatch.setenv(DTYPE_ENV, "float64")
+    try:
+        with pytest.raises(ValueError, match=r"initial.pt: the untrained model was drawn in "
+                           r"torch.float32, but this run trains in torch.float64"):  # fmt: skip
+            pretrain(root / "source.npz", {"2b": tmp_path / "step2b.pt"}, tmp_path / "h.csv",
+                     source="toy", seed=5, protocol=PRETRAIN, device="cpu",
+                     initial=tmp_path / "initial.pt")  # fmt: skip
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert not (tmp_path / "step2b.pt").exists()
+
+
 def test_share_initial_copies_every_cell_and_refuses_another_table(tmp_path):
     text = "target,source,seed,step,value,note\nmnist,initial,0,0,0.30000000000000004,\n" \
            'mnist,initial,0,0,,"undefined: a, b"\n'  # fmt: skip

@@ -71,10 +71,13 @@ def initial_model(checkpoint_path: str | Path, *, num_classes: int, seed: int) -
     source's run of that seed starts from (its weights depend on nothing else)."""
     from transferability.artifacts import save_checkpoint
     from transferability.families import ModelSpec, build_model
+    from transferability.training import configure_torch
 
+    configure_torch(1, "cpu")  # the dtype the runs train in: the weights are drawn in it
     spec = ModelSpec("thesis_cnn", num_classes)
     model = build_model(spec, seed)
-    meta = {"source": INITIAL_SOURCE, "seed": seed, "step": INITIAL_STEP, **spec.meta()}
+    meta = {"source": INITIAL_SOURCE, "seed": seed, "step": INITIAL_STEP, **spec.meta(),
+            "dtype": str(next(model.parameters()).dtype)}  # fmt: skip
     save_checkpoint(checkpoint_path, model.state_dict(), {**meta, "version": __version__})
     log.info("untrained model of seed %d, %d classes: %s", seed, num_classes, checkpoint_path)
 
@@ -100,11 +103,13 @@ def pretrain(
     adding a seed adds a job (SPEC §5); it goes through the multi-run trainer with R = 1, which
     is the faster path on CPU too (benchmarks/train_throughput.py).
     """
+    import torch
+
     from transferability.artifacts import save_checkpoint
     from transferability.families import ModelSpec, build_model, model_from_checkpoint
     from transferability.multirun import train_runs
     from transferability.schedule import resolve_checkpoints
-    from transferability.training import configure_torch, derive_seed
+    from transferability.training import DTYPE_ENV, configure_torch, derive_seed
 
     on = configure_torch(threads, device)
     dataset = load_dataset(dataset_path)
@@ -125,6 +130,12 @@ def pretrain(
                 f"{initial}: the untrained model of seed {meta.get('seed')} with "
                 f"{model.spec.num_classes} classes, but run {source} seed {seed} needs seed {seed} "
                 f"with {dataset.num_classes} classes ({dataset.name})"
+            )
+        if meta.get("dtype") != str(torch.get_default_dtype()):  # another dtype, other weights
+            raise ValueError(
+                f"{initial}: the untrained model was drawn in {meta.get('dtype')}, but this run "
+                f"trains in {torch.get_default_dtype()} (environment variable {DTYPE_ENV}); "
+                "remake it (delete it: the workflow makes it again)"
             )
         model.train()
     rows = []
