@@ -37,7 +37,8 @@ rule metrics:
 
 rule metrics_initial:
     """Metric table of the untrained model of (seed, classes) on one target, once for all its
-    sources."""
+    sources. Not in group `metrics`: the sources' metric jobs read it, and a group holding both
+    would be one connected cluster job asking for all their cores at once."""
     input:
         activations=rules.extract_initial.output.activations,
         logits=rules.extract_initial.output.logits,
@@ -53,8 +54,6 @@ rule metrics_initial:
         f"results/{{track}}/benchmarks/metrics/{{target}}/{INITIAL_MODEL}/seed{{seed}}.tsv"
     wildcard_constraints:
         track=CNN,
-    group:
-        "metrics"
     conda:
         "../envs/transferability.yaml"
     threads: 1
