@@ -77,18 +77,24 @@ def run(name: str, snakefile: Path, root: Path) -> dict:
         raise SystemExit(f"{name}: snakemake failed\n{result.stderr[-4000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     jobs = collect(workdir / "results")
-    rules = Counter(re_rule(r["job"]) for r in jobs)
+    rules = Counter(rule_of(r["job"]) for r in jobs)
+    rule_cpu = Counter()
+    for r in jobs:
+        rule_cpu[rule_of(r["job"])] += r["cpu_s"]
     step0 = sum(r["cpu_s"] for r in jobs if "/initial/" in r["job"])
     return {"setting": name, "wall_s": round(wall, 1), "tree_cpu_s": round(cpu, 1),
             "jobs": len(jobs), "jobs_cpu_s": round(sum(r["cpu_s"] for r in jobs), 1),
             "step0_jobs": sum(1 for r in jobs if "/initial/" in r["job"]),
             "step0_jobs_cpu_s": round(step0, 1), "rules": dict(sorted(rules.items())),
+            "rule_cpu_s": {k: round(v, 1) for k, v in sorted(rule_cpu.items())},
             "workdir": str(workdir)}  # fmt: skip
 
 
-def re_rule(job: str) -> str:
-    """A benchmark file's rule, with the untrained model's jobs named apart."""
-    rule = Path(job).parts[1].removesuffix(".tsv")
+def rule_of(job: str) -> str:
+    """A benchmark file's rule (``<track>/benchmarks/<rule>/…``), the untrained model's jobs
+    named apart."""
+    parts = Path(job).parts
+    rule = parts[parts.index("benchmarks") + 1].removesuffix(".tsv")
     return f"{rule} (initial)" if "/initial/" in job else rule
 
 
@@ -131,10 +137,12 @@ def markdown(rows: list[dict], tables: dict, before: str) -> str:
     a, b = rows
     lines += ["", f"Ratios shared / before: wall {b['wall_s'] / a['wall_s']:.3f}, whole tree CPU "
               f"{b['tree_cpu_s'] / a['tree_cpu_s']:.3f}, jobs' CPU "
-              f"{b['jobs_cpu_s'] / a['jobs_cpu_s']:.3f}.", "", "Jobs per rule:", "",
-              "| rule | before | shared |", "|---|---|---|"]  # fmt: skip
+              f"{b['jobs_cpu_s'] / a['jobs_cpu_s']:.3f}.", "", "Jobs and their CPU s per rule:",
+              "", "| rule | jobs before | jobs shared | CPU s before | CPU s shared |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for rule in sorted(set(a["rules"]) | set(b["rules"])):
-        lines.append(f"| {rule} | {a['rules'].get(rule, 0)} | {b['rules'].get(rule, 0)} |")
+        cells = [r[key].get(rule, 0) for key in ("rules", "rule_cpu_s") for r in (a, b)]
+        lines.append(f"| {rule} | " + " | ".join(map(str, cells)) + " |")
     lines += ["", "Tables, before vs shared:", ""]
     lines += [f"- `{name}`: {verdict}" for name, verdict in tables.items()]
     return "\n".join(lines) + "\n"
