@@ -38,10 +38,7 @@ rule extract:
 rule extract_initial:
     """The untrained model of (seed, classes) on one target, once for all its sources."""
     input:
-        checkpoints=[
-            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
-            for step in INITIAL_STEPS
-        ],
+        checkpoints=rules.initial_model.output,
         dataset=target_dataset,
         subset="results/{track}/subsets/{target}.csv",
     output:

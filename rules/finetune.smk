@@ -35,10 +35,7 @@ rule finetune_initial:
     """The untrained model of (seed, classes) fine-tuned on one target, once for all its
     sources: the thesis's from-scratch baseline."""
     input:
-        checkpoints=[
-            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
-            for step in INITIAL_STEPS
-        ],
+        checkpoints=rules.initial_model.output,
         dataset=target_dataset,
     output:
         curves=[
