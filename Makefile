@@ -48,9 +48,10 @@ run: install
 	$(SNAKEMAKE) --cores $(CORES)
 	$(MAKE) --no-print-directory report
 
-# Every figure and table of the last run, with captions (report/*.rst), in one HTML file.
+# Every figure and table of the last run, with captions (report/*.rst), in one HTML file; the
+# stylesheet lets a figure taller than the window scroll to its top.
 report: $(STAMP)
-	$(SNAKEMAKE) --report results/report.html
+	$(SNAKEMAKE) --report results/report.html --report-stylesheet report/stylesheet.css
 
 test: install browser
 	$(PY) -m pytest -q

@@ -2,8 +2,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace as Namespace
 
-# The library lives in workflow/; an installed copy (pip install -e .) is used when present.
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+# The library lives in workflow/ beside rules/ (found from this file: where the workflow is
+# used as a module, workflow.basedir is the host's folder; docs/module.md); the jobs' scripts
+# import the installed copy (pip install -e .).
+RULES_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+sys.path.insert(0, str(RULES_DIR.parent / "workflow"))
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -271,7 +274,7 @@ def all_outputs():
         f"results/{track}/{kind}/{name}.{ext}"
         for track in TRACKS
         for kind, names, exts in (
-            ("tables", TABLES, ["csv"]),
+            ("tables", TABLES, ["csv", "html"]),
             ("figures", track_figures(track), ["png", "pdf"]),
         )
         for name in names
@@ -521,9 +524,10 @@ def track_studies(track):
 
 def study_outputs(track):
     return [
-        f"results/{track}/tables/{table}.csv"
+        f"results/{track}/tables/{table}.{ext}"
         for study in track_studies(track)
         for table in tconfig.STUDY_TABLES[study]
+        for ext in ("csv", "html")
     ] + [
         f"results/{track}/figures/{figure}.{ext}"
         for study in track_studies(track)
@@ -573,10 +577,26 @@ def figure_stage(wildcards):
     return FIGURE_STAGES.get(figure, "other")
 
 
-def report_table(path, stage):
-    return report(
-        path,
-        caption="../report/table.rst",
-        category="{track} track",
-        subcategory=f"{stage} tables",
-    )
+# Every result table is shown in the report as an HTML page, sortable, the CSV inside for
+# download (written by table_html, rules/analysis.smk): Snakemake's report offers a CSV only
+# as a download.
+STUDY_STAGES = {
+    "quanta": "QUANTA",
+    "layer_transfer": "layer transfer",
+    "random_tasks": "random tasks",
+}
+TABLE_STAGES = {
+    "leaderboard": "main result",
+    **{name: "main tables" for name in TABLES if name != "leaderboard"},
+    **{
+        name: f"{STUDY_STAGES[study]} tables"
+        for study, names in tconfig.STUDY_TABLES.items()
+        for name in names
+    },
+}
+
+
+def table_stage(wildcards):
+    """The report's subcategory of a table: the leaderboard beside its figure, the others in
+    their stage's tables."""
+    return TABLE_STAGES[wildcards.name]

@@ -37,8 +37,8 @@ rule quanta_tables:
     input:
         lambda wc: quanta_files(wc.track),
     output:
-        quanta=report_table("results/{track}/tables/quanta.csv", "QUANTA"),
-        quanta_scores=report_table("results/{track}/tables/quanta_scores.csv", "QUANTA"),
+        quanta="results/{track}/tables/quanta.csv",
+        quanta_scores="results/{track}/tables/quanta_scores.csv",
     log:
         "results/{track}/logs/quanta_tables.log",
     benchmark:
@@ -92,7 +92,7 @@ rule layer_transfer_table:
     input:
         lambda wc: layer_transfer_files(wc.track),
     output:
-        report_table("results/{track}/tables/layer_transfer.csv", "layer transfer"),
+        "results/{track}/tables/layer_transfer.csv",
     log:
         "results/{track}/logs/layer_transfer_table.log",
     benchmark:
@@ -174,7 +174,7 @@ rule random_tasks_tables:
         unpack(lambda wc: random_task_files(wc.track)),
     output:
         **{
-            name: report_table(f"results/{{track}}/tables/{name}.csv", "random tasks")
+            name: f"results/{{track}}/tables/{name}.csv"
             for name in tconfig.STUDY_TABLES["random_tasks"]
         },
     log:

@@ -208,3 +208,24 @@ def test_schema_rejects_a_quanta_layer_at_the_output(tmp_path):
     cfg["tracks"]["cnn"]["studies"]["quanta"]["layers"] = ["fc2"]
     with pytest.raises(Exception, match="fc2"):
         validate(cfg, str(REPO / "schemas" / "config.schema.yaml"))
+
+
+def test_image_transforms_of_timm_and_torchvision_sources():
+    """A timm source without sizes of its own or of its track takes its pretrained config's
+    (none given here); a torchvision source takes 256 -> 224; the track's and the source's own
+    sizes win, and image_size means resize = crop."""
+    cfg = _validated("tests/config/tiny_vgg.yaml")
+    vgg = cfg["tracks"]["vgg"]
+    vgg["sources"]["t"] = {"arch": "timm/convnext_atto.d2_in1k", "weights": "random"}
+    vgg["sources"]["t32"] = {"arch": "timm/convnext_atto.d2_in1k", "weights": "random",
+                             "image_size": 32}  # fmt: skip
+    vgg["sources"]["r"] = {"arch": "resnet18", "weights": "random"}
+    assert tconfig.image_transforms(cfg, "vgg", "t") == {"resize": 32, "crop": 32}  # the track's
+    del vgg["transforms"]
+    assert tconfig.image_transforms(cfg, "vgg", "t") == {}
+    assert tconfig.image_transforms(cfg, "vgg", "r") == {"resize": 256, "crop": 224}
+    assert tconfig.image_transforms(cfg, "vgg", "t32") == {"resize": 32, "crop": 32}
+    vgg["sources"]["t"]["transforms"] = {"crop": 40}
+    assert tconfig.image_transforms(cfg, "vgg", "t") == {"crop": 40}
+    vgg["scratch"] = "timm/convnext_atto.d2_in1k"
+    assert tconfig.image_transforms(cfg, "vgg", "scratch") == {}

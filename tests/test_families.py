@@ -15,7 +15,7 @@ from transferability import families
 from transferability.artifacts import save_checkpoint
 from transferability.families import ModelError, ModelSpec
 
-ARCHS = (*families.TORCHVISION_TESTED, "thesis_cnn", "vgg_tiny")
+ARCHS = (*families.TORCHVISION_TESTED, *families.TIMM_TESTED, "thesis_cnn", "vgg_tiny")
 CLASSES = 5  # source head
 TARGET = 3  # fine-tuning head
 SOURCE_SEED = 7  # not 0: model_from_checkpoint and load_model build with seed 0 first
@@ -85,6 +85,44 @@ DEFAULT_LAYERS = {
         "input": (1, 28, 28), "conv1": (32, 26, 26), "pool1": (32, 13, 13),
         "conv2": (64, 11, 11), "pool2": (64, 5, 5), "fc1": (128,), "fc2": (CLASSES,),
     },
+    # timm: feature_info's stages, the last one at each resolution (forward_intermediates: NCHW
+    # maps; a ViT's patch tokens as a 2 x 2 map without the class token), and penultimate
+    "timm/resnet18.a1_in1k": {
+        "act1": (64, 16, 16), "layer1": (64, 8, 8), "layer2": (128, 4, 4),
+        "layer3": (256, 2, 2), "layer4": (512, 1, 1), "penultimate": (512,),
+    },
+    "timm/convnext_atto.d2_in1k": {
+        "stages.0": (40, 8, 8), "stages.1": (80, 4, 4), "stages.2": (160, 2, 2),
+        "stages.3": (320, 1, 1), "penultimate": (320,),
+    },
+    "timm/efficientnet_b0.ra_in1k": {
+        "blocks.0": (16, 16, 16), "blocks.1": (24, 8, 8), "blocks.2": (40, 4, 4),
+        "blocks.4": (112, 2, 2), "blocks.6": (320, 1, 1), "penultimate": (1280,),
+    },
+    "timm/deit_tiny_patch16_224.fb_in1k": {  # all blocks at one resolution: each quarter
+        "blocks.2": (192, 2, 2), "blocks.5": (192, 2, 2), "blocks.8": (192, 2, 2),
+        "blocks.11": (192, 2, 2), "penultimate": (192,),
+    },
+    "timm/swin_tiny_patch4_window7_224.ms_in1k": {
+        "layers.0": (96, 8, 8), "layers.1": (192, 4, 4), "layers.2": (384, 2, 2),
+        "layers.3": (768, 1, 1), "penultimate": (768,),
+    },
+    "timm/regnety_002.pycls_in1k": {
+        "stem": (32, 16, 16), "s1": (24, 8, 8), "s2": (56, 4, 4), "s3": (152, 2, 2),
+        "s4": (368, 1, 1), "penultimate": (368,),
+    },
+    "timm/mobilenetv3_small_100.lamb_in1k": {  # the head receives conv_head's 1024 features
+        "bn1": (16, 16, 16), "blocks.0": (16, 8, 8), "blocks.1": (24, 4, 4),
+        "blocks.3": (48, 2, 2), "blocks.5": (576, 1, 1), "penultimate": (1024,),
+    },
+    "timm/mobilevit_xxs.cvnets_in1k": {
+        "stages.0": (16, 16, 16), "stages.1": (24, 8, 8), "stages.2": (48, 4, 4),
+        "stages.3": (64, 2, 2), "final_conv": (320, 1, 1), "penultimate": (320,),
+    },
+    "timm/coatnet_0_rw_224.sw_in1k": {
+        "stem": (64, 16, 16), "stages.0": (96, 8, 8), "stages.1": (192, 4, 4),
+        "stages.2": (384, 2, 2), "stages.3": (768, 1, 1), "penultimate": (768,),
+    },
 }  # fmt: skip
 #: arch -> (what the head receives, a raw node or module name, the head's output)
 NAMED_LAYERS = {
@@ -113,7 +151,10 @@ NAMED_LAYERS = {
     "vgg19": {"penultimate": (4096,), "features.34": (512, 2, 2), "logits": (CLASSES,)},
     "vgg_tiny": {"penultimate": (64,), "features.0": (8, 32, 32), "logits": (CLASSES,)},
     "thesis_cnn": {"fc1": (128,), "conv2": (64, 11, 11), "fc2": (CLASSES,)},
+    **{arch: {"penultimate": DEFAULT_LAYERS[arch]["penultimate"], "logits": (CLASSES,)}
+       for arch in families.TIMM_TESTED},
 }  # fmt: skip
+NAMED_LAYERS["timm/deit_tiny_patch16_224.fb_in1k"]["blocks.0"] = (192, 2, 2)
 #: arch -> the head module (the last nn.Linear; what linear_probe trains)
 HEAD = {
     "resnet18": "fc", "resnet50": "fc", "densenet121": "classifier",
@@ -121,6 +162,11 @@ HEAD = {
     "efficientnet_b0": "classifier.1", "convnext_tiny": "classifier.2", "regnet_y_400mf": "fc",
     "vit_b_16": "heads.head", "vgg16": "classifier.6", "vgg16_bn": "classifier.6",
     "vgg19": "classifier.6", "vgg_tiny": "classifier.6", "thesis_cnn": "fc2",
+    "timm/resnet18.a1_in1k": "fc", "timm/convnext_atto.d2_in1k": "head.fc",
+    "timm/efficientnet_b0.ra_in1k": "classifier", "timm/deit_tiny_patch16_224.fb_in1k": "head",
+    "timm/swin_tiny_patch4_window7_224.ms_in1k": "head.fc",
+    "timm/regnety_002.pycls_in1k": "head.fc", "timm/mobilenetv3_small_100.lamb_in1k": "classifier",
+    "timm/mobilevit_xxs.cvnets_in1k": "head.fc", "timm/coatnet_0_rw_224.sw_in1k": "head.fc",
 }  # fmt: skip
 #: arch -> the last conv layer and the BatchNorm directly after it (what last_conv trains besides
 #: every nn.Linear); None: the policy refuses (fully-connected layers inside the trunk)
@@ -139,6 +185,17 @@ LAST_CONV = {
     "vgg19": ("features.34",),
     "vgg_tiny": ("features.18",),
     "thesis_cnn": ("conv2",),
+    "timm/resnet18.a1_in1k": ("layer4.1.conv2", "layer4.1.bn2"),
+    # ConvNeXt-atto's MLPs and CoAtNet-rw's 2-d transformer blocks are 1 x 1 convolutions: their
+    # trunk has no fully-connected layer, and the last conv layer is the last block's fc2
+    "timm/convnext_atto.d2_in1k": ("stages.3.blocks.1.mlp.fc2",),
+    "timm/efficientnet_b0.ra_in1k": ("conv_head", "bn2"),
+    "timm/deit_tiny_patch16_224.fb_in1k": None,
+    "timm/swin_tiny_patch4_window7_224.ms_in1k": None,
+    "timm/regnety_002.pycls_in1k": ("s4.b7.conv3.conv", "s4.b7.conv3.bn"),
+    "timm/mobilenetv3_small_100.lamb_in1k": ("conv_head",),  # no BatchNorm after it
+    "timm/mobilevit_xxs.cvnets_in1k": None,
+    "timm/coatnet_0_rw_224.sw_in1k": ("stages.3.blocks.1.mlp.fc2",),
 }
 
 
@@ -668,7 +725,8 @@ def test_torchvision_weight_name_needs_cache_or_permission(hub_dir, monkeypatch)
 def test_unknown_architecture_lists_known_ones():
     with pytest.raises(ModelError, match=r"unknown architecture 'resnet9'; known: .*'resnet18'"):
         families.build_model(ModelSpec.create("resnet9"))
-    assert {"thesis_cnn", "vgg_tiny", "vgg16_features", *ARCHS} <= set(families.architectures())
+    listed = {a for a in ARCHS if not a.startswith("timm/")}  # timm's: timm.list_models()
+    assert {"thesis_cnn", "vgg_tiny", "vgg16_features", *listed} <= set(families.architectures())
 
 
 def test_bad_specs():

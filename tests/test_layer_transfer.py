@@ -1,4 +1,4 @@
-"""Layer-transfer networks (Yosinski et al.; seed 003 §5) built from a base CNN."""
+"""Layer-transfer networks (Yosinski et al. 2014; Shanmugam et al. §5) built from a base CNN."""
 
 import numpy as np
 import pytest

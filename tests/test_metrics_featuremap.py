@@ -1,4 +1,4 @@
-"""Tests for the featuremap metrics S1–S6 and C5,6 (Ueno & Kondo, seed 002)."""
+"""Tests for the featuremap metrics S1–S6 and C5,6 (Ueno & Kondo, ICLR 2020 submission)."""
 
 from __future__ import annotations
 

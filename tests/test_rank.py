@@ -299,6 +299,37 @@ def test_torchvision_weight_files_rank_on_a_torchvision_layout(tmp_path, capsys)
     assert set(rows["layer"]) == {"penultimate"}  # the default layer of a torchvision model
 
 
+def test_timm_safetensors_files_rank(tmp_path, capsys):
+    """`--weights FILE.safetensors --arch timm/NAME`: two timm models from safetensors files,
+    ranked on FashionMNIST; the images get each model's own statistics (MobileViT's pretrained
+    config takes [0, 1] inputs, not ImageNet-normalised ones)."""
+    from safetensors.torch import save_file
+
+    from transferability import families
+
+    paths = {}
+    for arch, name in [("timm/resnet18.a1_in1k", "r18"), ("timm/mobilevit_xxs.cvnets_in1k", "mv")]:
+        model = families.build_model(families.ModelSpec.create(arch, 10), seed=0)
+        paths[arch] = tmp_path / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, paths[arch])
+    csv = tmp_path / "ranking.csv"
+    candidates = [a for arch, path in paths.items() for a in ("--weights", path, "--arch", arch)]
+    status = rank_cli("--target", "fashion_mnist", "--per-class", 3, "--crop", 32, "--resize", 32,
+                      "--metrics", "logme,leep", "--csv", csv, *candidates)  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    table = pd.read_csv(csv)
+    assert sorted(table["model"]) == ["mv.safetensors", "r18.safetensors"]
+    assert table[["logme", "leep"]].notna().all().all()
+    mobilevit = load_candidate(
+        paths["timm/mobilevit_xxs.cvnets_in1k"], arch="timm/mobilevit_xxs.cvnets_in1k"
+    )
+    target = load_target("fashion_mnist", per_class=3, data_dir=DATA_DIR)
+    from transferability.rank import _batches
+
+    own = next(_batches(mobilevit, target, resize=32, crop=32, batch_size=6))
+    assert own.min() >= 0.0 and own.max() <= 1.0  # MobileViT's config: mean 0, std 1
+
+
 def test_weights_errors_name_the_architecture_and_keys(tmp_path, capsys):
     import torchvision
 

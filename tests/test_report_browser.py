@@ -1,8 +1,9 @@
 """The tiny run's `snakemake --report` as a reader sees it: rendered by headless Chromium (the
 Debian package that `make test` installs, driven by Playwright, which downloads no browser of
 its own). The report is a JavaScript single-page app, so grepping its HTML (test_workflow.py)
-cannot tell whether it loads, whether every figure opens, or whether each table downloads.
-Screenshots of the landing page and of the main figure go to test-artifacts/ (git-ignored)."""
+cannot tell whether it loads, whether every figure opens with its top in reach, or whether each
+table shows as a table. Screenshots of the landing page, the main figure and table, and the top
+of every figure go to test-artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_workflow import REPO, snakemake, tiny_config
+from test_workflow import REPO, report_args, snakemake, tiny_config
+
+from transferability.report_tables import MAX_ROWS
 
 ARTIFACTS = REPO / "test-artifacts"
 VIEWPORT = {"width": 1600, "height": 1000}  # a laptop screen
@@ -22,7 +26,9 @@ MIN_SIDE = 200  # px: a figure smaller than this is a placeholder or broken, not
 # Figures are saved at 120 dpi with 10 pt text (~17 px per em); shown at less than this
 # fraction of their size in the report, their labels drop below ~9 px.
 MIN_SCALE = 0.55
-MAIN_FIGURE = "correlations.png"  # the result report/workflow.rst links from the landing page
+# The main result, which report/workflow.rst links first on the landing page.
+MAIN_FIGURE, MAIN_TABLE = "leaderboard.png", "leaderboard.html"
+INK = 128  # a pixel with a channel below this is drawn (text, lines), not background
 
 
 def _chromium() -> str:
@@ -56,7 +62,7 @@ def report_page(tiny_run, browser):
     exception of the page collected in ``page.problems``."""
     report = tiny_run / "report.html"
     if not report.is_file():  # test_workflow.py may have made it already in this session
-        snakemake(tiny_run, tiny_config(), "--report", str(report))
+        snakemake(tiny_run, tiny_config(), *report_args(report))
     page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
     page.problems = []
     page.on(
@@ -70,12 +76,30 @@ def report_page(tiny_run, browser):
     page.close()
 
 
-def _artifact(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
+def _artifact(page, name: str, **clip) -> Path:
     path = ARTIFACTS / name
-    page.screenshot(path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, **clip)
     print(f"screenshot: {path}")
     return path
+
+
+def _first_ink_row(png: Path) -> int:
+    """The first row of the figure's own PNG with something drawn in it."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        dark = np.asarray(image.convert("L")) < INK
+    rows = np.flatnonzero(dark.any(axis=1))
+    assert rows.size, f"{png} is blank"
+    return int(rows[0])
+
+
+def _ink_fraction(screenshot: Path) -> float:
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        return float((np.asarray(image.convert("L")) < INK).mean())
 
 
 def _sidebar(page):
@@ -101,11 +125,19 @@ def _open_subcategory(page, category: str, subcategory: str) -> None:
         _menu_item(page, subcategory).click()
 
 
-def _shown_figure(page, path: str) -> list[str]:
-    """The figure on display must be ``path`` as a real image. Returns what makes it hard to
-    read in the report (the plotting code's business, so not a failure here)."""
-    image = page.locator("#app > div > div.grow img")
+def _content(page):
+    """The scrolling box right of the menu that shows the result."""
+    return page.locator("#app > div > div.grow")
+
+
+def _shown_figure(page, path: str, run: Path) -> list[str]:
+    """The figure on display must be ``path`` as a real image whose top, scrolled to, is in the
+    window with the figure's first drawn rows on screen (report/stylesheet.css: Snakemake
+    centres a result, which put the top of a tall figure out of scrolling reach). Returns what
+    makes it hard to read (too small: the plotting code's business, so not a failure here)."""
+    image = _content(page).locator("img")
     image.wait_for(state="visible")
+    _content(page).evaluate("box => box.scrollTo(0, 0)")
     shown = image.evaluate(
         "img => img.decode().then(() => ({natural: [img.naturalWidth, img.naturalHeight],"
         " box: img.getBoundingClientRect().toJSON(), src: img.currentSrc.slice(0, 14)}))"
@@ -114,23 +146,56 @@ def _shown_figure(page, path: str) -> list[str]:
     assert min(shown["natural"]) > MIN_SIDE, (path, shown)
     assert page.evaluate("app.state.resultPath") == path
     scale = shown["box"]["width"] / shown["natural"][0]
+    box = image.bounding_box()
+    assert box["y"] >= -1, f"{path}: the top {-box['y']:.0f} px lie above the window, out of reach"
+    assert box["y"] < VIEWPORT["height"] / 2, (path, box)
+    # the band from the image's top edge to just below its first drawn row, on screen
+    band = min((_first_ink_row(run / path) + 12) * scale, VIEWPORT["height"] - box["y"])
+    clip = {"x": box["x"], "y": max(box["y"], 0), "width": box["width"], "height": band}
+    top = _artifact(page, f"figure_tops/{Path(path).stem}.png", clip=clip)
+    assert _ink_fraction(top) > 0.001, f"{path}: its top rows are blank on screen ({top})"
     notes = []
     if scale < MIN_SCALE:
         notes.append(f"{shown['natural'][0]} px wide, shown at {scale:.0%}")
-    if shown["box"]["top"] < -1:  # centred in a scrolling box: what sticks out on top is lost
-        notes.append(f"top {-shown['box']['top']:.0f} px cut off (taller than the window)")
     return notes
 
 
-def _table_rows(page, row, path: str) -> int:
-    """Click the table's eye button: the report hands the CSV over as a download."""
-    eye = row.locator("td").last.locator("a").nth(0)
-    assert eye.get_attribute("download") == Path(path).name, path
-    with page.expect_download() as download:
-        eye.click()
-    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+def _shown_table(page, path: str, run: Path):
+    """The table on display must be ``path`` shown inline (rule table_html's page in the
+    report's iframe, not a download prompt): its CSV's header and rows as a <table>, and its
+    link handing over the CSV byte for byte. Returns the page's frame."""
+    frame_box = _content(page).locator("iframe")
+    frame_box.wait_for(state="visible")
+    assert page.evaluate("app.state.resultPath") == path
+    frame = frame_box.element_handle().content_frame()
+    frame.locator("table").wait_for(state="visible")
+    source = (run / path).with_suffix(".csv")
+    rows = list(csv.reader(io.StringIO(source.read_text())))
     assert len(rows[0]) > 1 and len(rows) > 2, (path, rows[:3])
-    return len(rows) - 1
+    assert frame.locator("thead th").all_inner_texts() == rows[0], path
+    assert frame.locator("tbody tr").count() == min(len(rows) - 1, MAX_ROWS), path
+    assert frame.locator("tbody tr").first.is_visible(), path
+    with page.expect_download() as download:
+        frame.locator("a.download").click()
+    assert download.value.suggested_filename == source.name
+    assert Path(download.value.path()).read_bytes() == source.read_bytes(), path
+    return frame
+
+
+def _sorts(frame, column: str) -> None:
+    """A click on a column header sorts the rows by it, ascending; a second click, descending
+    (empty cells last both times)."""
+    header = frame.locator("thead th").filter(has_text=re.compile(f"^{re.escape(column)}$"))
+    index = frame.locator("thead th").all_inner_texts().index(column)
+    for order in ("ascending", "descending"):
+        header.click()
+        assert header.get_attribute("aria-sort") == order
+        cells = frame.locator(f"tbody tr td:nth-child({index + 1})").evaluate_all(
+            "cells => cells.map(c => c.textContent)"
+        )
+        values = [float(v) for v in cells if v != ""]
+        assert values == sorted(values, reverse=order == "descending"), (column, values)
+        assert cells[len(values) :] == [""] * (len(cells) - len(values)), column
 
 
 def _caption(page, row, path: str) -> str:
@@ -148,7 +213,7 @@ def test_report_in_a_browser(tiny_run, report_page):
     page = report_page
     _artifact(page, "report_landing.png")
     assert page.locator("#loading-screen").is_hidden()
-    assert page.get_by_text("Where the results are").is_visible()
+    assert page.get_by_text("Where the rest is").is_visible()
 
     categories = page.evaluate("categories")
     results = page.evaluate("results")
@@ -157,23 +222,32 @@ def test_report_in_a_browser(tiny_run, report_page):
     }
     on_disk = {
         str(path.relative_to(tiny_run))
-        for kind in ("figures/*.png", "tables/*.csv")
+        for kind in ("figures/*.png", "tables/*.html")
         for path in (tiny_run / "results").glob(f"*/{kind}")
     }
     assert on_disk == listed, sorted(on_disk ^ listed)
+    csvs = sorted((tiny_run / "results").glob("*/tables/*.csv"))
+    assert len(csvs) >= 12 and all(p.with_suffix(".html").is_file() for p in csvs)
 
-    # The landing page links the main result; one click shows it with its description.
-    main = [path for path in listed if Path(path).name == MAIN_FIGURE]
-    assert len(main) == 1, main
-    link = page.locator(f"#app a[href^='javascript:']:text-is({main[0]!r})")
-    assert link.count() == 1, "no link to the main result on the landing page"
-    link.click()
-    _shown_figure(page, main[0])
-    assert _sidebar(page).get_by_text("The main result").is_visible()
+    # The landing page leads with the main result: its first links open the leaderboard's
+    # figure and table, each with its description.
+    links = page.locator("#app .prose a[href^='javascript:']")
+    assert links.all_inner_texts()[:2] == ["leaderboard figure", "leaderboard table"]
+    main = {name: [p for p in listed if Path(p).name == name] for name in (MAIN_FIGURE, MAIN_TABLE)}
+    assert all(len(paths) == 1 for paths in main.values()), main
+    links.nth(0).click()
+    _shown_figure(page, main[MAIN_FIGURE][0], tiny_run)
+    assert _sidebar(page).get_by_text("The main result first").is_visible()
     _artifact(page, "report_figure.png")
+    _home(page)
+    page.locator("#app .prose a[href^='javascript:']").nth(1).click()
+    frame = _shown_table(page, main[MAIN_TABLE][0], tiny_run)
+    assert _sidebar(page).get_by_text("The main result as a table").is_visible()
+    _sorts(frame, "rho_oriented")
+    _artifact(page, "report_table.png")
 
     # Every figure and table, the way a reader reaches it: menu, folder, eye and (i) buttons.
-    hard_to_read = {}
+    hard_to_read, tables = {}, []
     for category, subcategories in categories.items():
         for subcategory, paths in subcategories.items():
             _open_subcategory(page, category, subcategory)
@@ -181,15 +255,16 @@ def test_report_in_a_browser(tiny_run, report_page):
             for path in paths:
                 row = _sidebar(page).locator("table tbody tr").filter(has_text=path)
                 assert row.count() == 1, (subcategory, path)
+                row.locator("td").last.locator("a").nth(0).click()  # the eye button
                 if results[path]["mime_type"] == "image/png":
-                    row.locator("td").last.locator("a").nth(0).click()
-                    hard_to_read[path] = _shown_figure(page, path)
+                    hard_to_read[path] = _shown_figure(page, path, tiny_run)
                 else:
-                    assert results[path]["mime_type"] == "text/csv", path
-                    _table_rows(page, row, path)
+                    assert results[path]["mime_type"] == "text/html", path
+                    _shown_table(page, path, tiny_run)
+                    tables.append(path)
                 _caption(page, row, path)
                 _open_subcategory(page, category, subcategory)
-    assert len(hard_to_read) >= 10
+    assert len(hard_to_read) >= 10 and len(tables) == len(csvs)
 
     assert not page.problems, "the report's page reported errors:\n" + "\n".join(page.problems)
     notes = [f"{path}: {'; '.join(n)}" for path, n in sorted(hard_to_read.items()) if n]

@@ -152,6 +152,10 @@ def test_paper_vgg_config_validates_and_dry_runs_naming_missing_files(tmp_path):
             "tracks.vgg.targets.fashion.checkpoints: duplicate labels",
         ),
         (lambda v: v["sources"]["random"].update(transforms={"crop": 0}), "crop"),
+        (
+            lambda v: v["sources"]["random"].update(arch="timm/resnet5O"),
+            "tracks.vgg.sources.random.arch: unknown timm model 'timm/resnet5O'; close names: ",
+        ),
     ],
 )
 def test_bad_vgg_config_stops_before_any_job(tmp_path, change, expected):
@@ -215,3 +219,42 @@ def test_a_torchvision_layout_target_runs_end_to_end(tmp_path):
     assert measured["value"].notna().all()
     finetune = pd.read_csv(tables / "finetune.csv")
     assert finetune["test_accuracy"].between(0, 1).all() and len(finetune) == 4
+
+
+def test_timm_sources_run_end_to_end(tmp_path):
+    """Two timm sources in an image track: one from a .safetensors file, one pre-trained here
+    (`pretrain_on`), through weights, extraction, metrics and fine-tuning (`linear_probe`)."""
+    import h5py
+    from safetensors.torch import save_file
+
+    from transferability import families
+
+    arch = "timm/mobilevit_xxs.cvnets_in1k"
+    model = families.build_model(families.ModelSpec.create(arch, 10, image_size=32), seed=0)
+    weights = tmp_path / "mobilevit.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    config = tiny_vgg_config()
+    vgg = config["tracks"]["vgg"]
+    vgg["sources"] = {
+        "mvit": {"arch": arch, "weights": str(weights), "image_size": 32},
+        "convnext": {"arch": "timm/convnext_atto.d2_in1k", "pretrain_on": "fashion_mnist",
+                     "pretrain_steps": 20, "image_size": 32},
+    }  # fmt: skip
+    vgg["targets"]["fashion"]["policy"] = "linear_probe"
+    vgg["baseline_seeds"], vgg["scratch"] = None, None
+    vgg["layers"], vgg["metrics"] = ["penultimate"], ["rsa", "logme", "leep"]
+    del vgg["transforms"]  # each source's image_size decides
+    (tmp_path / "run").mkdir()
+    snakemake(tmp_path / "run", config, "--cores", "2")
+    results = tmp_path / "run" / "results" / "vgg"
+    metrics = pd.read_csv(results / "tables" / "metrics.csv")
+    measured = metrics[metrics["metric"].isin(["rsa", "logme", "leep"])]
+    assert sorted(measured["source"].unique()) == ["convnext", "mvit"]
+    assert measured["value"].notna().all()
+    with h5py.File(results / "activations/fashion/mvit/seed0/stepfinal/penultimate.h5") as f:
+        assert f["activations"].shape[1:] == (320,)  # MobileViT-XXS's pooled features
+    finetune = pd.read_csv(results / "tables" / "finetune.csv")
+    assert sorted(finetune["source"].unique()) == ["convnext", "mvit"]
+    assert finetune["test_accuracy"].notna().all()
+    _, meta = load_checkpoint(results / "checkpoints/convnext/seed0/final.pt")
+    assert meta["arch"] == "timm/convnext_atto.d2_in1k" and meta["image_size"] == 32

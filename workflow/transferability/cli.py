@@ -67,16 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE_OR_NAME",
-        help="a plain weight file (state dict, e.g. saved from a torchvision model) or a "
-        "torchvision weight name such as ResNet18_Weights.IMAGENET1K_V1 (read from the local "
-        "torch hub cache); needs --arch; repeat for several",
+        help="a plain weight file (.safetensors or a state dict, e.g. saved from a torchvision "
+        "or timm model), a torchvision weight name such as ResNet18_Weights.IMAGENET1K_V1 (read "
+        "from the local torch hub cache) or 'pretrained' for a timm --arch (the local Hugging "
+        "Face cache); needs --arch; repeat for several",
     )
     what.add_argument(
         "--arch",
         action="append",
         default=[],
         metavar="NAME",
-        help="architecture of the --weights of the same position (resnet18, vit_b_16, ...); "
+        help="architecture of the --weights of the same position (resnet18, vit_b_16, "
+        "timm/convnext_atto.d2_in1k, ...); "
         "one given for several --weights applies to all",
     )
     what.add_argument(
@@ -156,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where dataset names are read (default: --config's data_dir, else resources/datasets)",
     )
-    how.add_argument("--resize", type=int, help="VGG: resize of the shorter side (default 256)")
-    how.add_argument("--crop", type=int, help="VGG: centre crop (default 224; 32 for CIFAR-style)")
+    how.add_argument(
+        "--resize", type=int, help="resize of the shorter side (default: the model's own; 256)"
+    )
+    how.add_argument(
+        "--crop", type=int, help="centre crop (default: the model's own; 224, CIFAR-style 32)"
+    )
     how.add_argument("--batch-size", type=int, metavar="N", help="images per forward pass")
     how.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     how.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -301,17 +301,25 @@ def image_policy(config: dict, track_name: str, target_name: str) -> str:
 CIFAR_TRANSFORMS = {"resize": 32, "crop": 32}
 
 
+#: Resize and crop of a track that names none (ImageNet's 256 → 224), for torchvision sources.
+DEFAULT_TRANSFORMS = {"resize": 256, "crop": 224}
+
+
 def image_transforms(config: dict, track_name: str, source_name: str) -> dict[str, int]:
     """Resize and crop of the images a source sees: its own ``transforms``, else 32 × 32 for a
-    CIFAR-variant source, else its ``image_size``, else the track's. ``scratch`` (the
-    from-scratch baseline) gets the track's."""
+    CIFAR-variant source, else its ``image_size``, else the track's ``transforms``, else — a
+    timm source — none (the job takes the model's own pretrained config), else
+    :data:`DEFAULT_TRANSFORMS`. ``scratch`` (the from-scratch baseline) gets the track's."""
     settings = track(config, track_name)
     own = settings["sources"].get(source_name, {})
-    base = settings["transforms"]
+    base = settings.get("transforms")
     if own.get("cifar"):
         base = CIFAR_TRANSFORMS
     elif own.get("image_size"):
         base = {"resize": own["image_size"], "crop": own["image_size"]}
+    arch = settings.get("scratch") if source_name == "scratch" else own.get("arch", "")
+    if base is None:
+        base = {} if str(arch).startswith("timm/") else DEFAULT_TRANSFORMS
     return {**base, **own.get("transforms", {})}
 
 
@@ -541,7 +549,13 @@ def _layer_features(config: dict, track_name: str, source_name: str) -> dict[str
     model on one blank image)."""
     import torch
 
-    from transferability.families import ModelSpec, build_model, family_of, forward_layers
+    from transferability.families import (
+        ModelSpec,
+        build_model,
+        family_of,
+        forward_layers,
+        input_spec,
+    )
 
     settings = track(config, track_name)
     layers = settings["layers"]
@@ -554,7 +568,8 @@ def _layer_features(config: dict, track_name: str, source_name: str) -> dict[str
             own["arch"], None if own.get("encoder") else 1000,
             cifar=bool(own.get("cifar")), image_size=own.get("image_size"),
         )  # fmt: skip
-        size, channels = image_transforms(config, track_name, source_name)["crop"], 3
+        crop = image_transforms(config, track_name, source_name).get("crop")
+        size, channels = crop or input_spec(spec).crop, 3
     model = build_model(spec, seed=0).eval()
     resolved = family_of(model).check_layers(model, layers)
     with torch.no_grad():

@@ -35,7 +35,7 @@ from torchvision import transforms
 
 from transferability.artifacts import write_csv
 from transferability.data import balanced_subset, load_dataset
-from transferability.families.spec import IMAGENET_MEAN, IMAGENET_STD
+from transferability.families.spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from transferability.target_formats import (
     FILE_FORMATS,
     FORMATS,
@@ -360,7 +360,12 @@ class _ToRGB:
 
 
 def build_transform(
-    train: bool, *, resize: int = 256, crop: int = 224, extras: str | None = None
+    train: bool,
+    *,
+    resize: int = 256,
+    crop: int = 224,
+    extras: str | None = None,
+    inputs: InputSpec | None = None,
 ) -> transforms.Compose:
     """The image transform of the VGG targets (thesis §2.1.3), for PIL images.
 
@@ -368,7 +373,9 @@ def build_transform(
     thesis re-scales to 256x256 "by first scaling the shorter side ... to 256 pixels and then
     crop out the central square patch of the other"); then ``RandomCrop(crop)`` and
     ``RandomHorizontalFlip()`` for training, ``CenterCrop(crop)`` otherwise; ``ToTensor`` and
-    ``Normalize`` with the ImageNet mean and std.
+    ``Normalize`` with the ImageNet mean and std — or, given the model's ``inputs``
+    (:func:`transferability.families.input_spec`), its mean, std and resize interpolation (a
+    timm model's pretrained config); its sizes are ignored, ``resize`` and ``crop`` rule.
 
     ``extras="malaria"`` adds, for training only, what the thesis's Malaria loader (listing A.2)
     adds: ``ColorJitter(brightness=0.05)``, ``RandomVerticalFlip()`` and
@@ -395,7 +402,13 @@ def build_transform(
         )
     if not 1 <= crop <= resize:
         raise ValueError(f"need resize >= crop >= 1, got resize={resize}, crop={crop}")
-    steps: list[Any] = [_ToRGB(), transforms.Resize(resize), transforms.CenterCrop(resize)]
+    inputs = inputs or InputSpec(crop=crop, resize=resize)
+    interpolation = transforms.InterpolationMode(inputs.interpolation)
+    steps: list[Any] = [
+        _ToRGB(),
+        transforms.Resize(resize, interpolation=interpolation),
+        transforms.CenterCrop(resize),
+    ]
     if train:
         steps += [transforms.RandomCrop(crop)]
         if extras == "malaria":
@@ -416,7 +429,7 @@ def build_transform(
             steps += [transforms.RandomHorizontalFlip()]
     else:
         steps += [transforms.CenterCrop(crop)]
-    steps += [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    steps += [transforms.ToTensor(), transforms.Normalize(inputs.mean, inputs.std)]
     return transforms.Compose(steps)
 
 

@@ -44,6 +44,7 @@ BASE: dict[str, dict[str, int]] = {
         "image_metrics": (8000, 60),
         "image_finetune": (8000, 720),
         "tables": (4000, 10),
+        "table_html": (2000, 10),
         "figure": (2000, 10),
         "model_figure": (2000, 10),
     }.items()

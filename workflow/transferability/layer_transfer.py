@@ -1,6 +1,7 @@
-"""Layer transfer after Yosinski et al. 2014 (seed 003 §5): target models whose first n layers
-come from a base model — A (trained on another task) or B (trained on the target itself) — and
-whose remaining layers are re-initialised; the copied layers are frozen or fine-tuned.
+"""Layer transfer after Yosinski et al. 2014 (Shanmugam et al. §5): target models whose first n
+layers come from a base model — A (trained on another task) or B (trained on the target
+itself) — and whose remaining layers are re-initialised; the copied layers are frozen or
+fine-tuned.
 
 The four variants of the paper: ``AnB_frozen``, ``AnB_ft``, ``BnB_frozen``, ``BnB_ft``. For the
 thesis CNN the layers with weights, in forward order, are ``conv1 conv2 fc1 fc2``; n = 4 copies

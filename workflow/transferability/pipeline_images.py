@@ -36,6 +36,19 @@ def source_spec(
     return ModelSpec.create(arch, num_classes, cifar=cifar, image_size=image_size)
 
 
+def model_inputs(spec, resize: int | None = None, crop: int | None = None):
+    """The images ``spec``'s model takes (:func:`transferability.families.input_spec`: its
+    statistics, interpolation and sizes) with the configured ``resize`` and ``crop`` where
+    given (``config.image_transforms``; None leaves a timm model its own)."""
+    from dataclasses import replace
+
+    from transferability.families import input_spec
+
+    own = input_spec(spec)
+    crop = crop or own.crop
+    return replace(own, resize=resize or (own.resize if crop == own.crop else crop), crop=crop)
+
+
 #: Test images of the pre-training dataset on which a source trained here is evaluated (its
 #: ``source_accuracy``; the first ones of the test split).
 SOURCE_EVAL_SAMPLES = 2000
@@ -79,7 +92,7 @@ def pretrain_weights(
     dataset = load_dataset(dataset_path)
     spec = source_spec(arch, cifar=cifar, image_size=image_size, num_classes=dataset.num_classes)
     model = build_model(spec, seed).to(on).train()
-    size = input_spec(spec).crop
+    inputs = input_spec(spec)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(derive_seed(seed, arch, "vgg-weights"))
     torch.manual_seed(derive_seed(seed, arch, "vgg-dropout"))  # the classifier's dropout
@@ -88,7 +101,7 @@ def pretrain_weights(
     loss_sum = torch.zeros((), device=on)
     for _ in range(steps):
         idx = torch.randint(len(labels), (batch_size,), generator=generator)
-        x = grey_to_rgb(images[idx], size).to(on)
+        x = grey_to_rgb(images[idx], inputs).to(on)
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), labels[idx].to(on))
         loss.backward()
@@ -111,7 +124,7 @@ def pretrain_weights(
         correct = 0
         with torch.inference_mode():
             for start in range(0, len(test_y), 256):
-                x = grey_to_rgb(test_x[start : start + 256], size).to(on)
+                x = grey_to_rgb(test_x[start : start + 256], inputs).to(on)
                 predicted = model(x).argmax(1).cpu()
                 correct += int((predicted == test_y[start : start + 256]).sum())
         info = {"dataset": dataset.name, "pretrain_samples": steps * batch_size,
@@ -121,18 +134,19 @@ def pretrain_weights(
         log.info("source accuracy on %d test images: %.4f", len(test_y), info["source_accuracy"])
 
 
-def grey_to_rgb(images, size: int):
-    """uint8 grey images (n, h, w) → ImageNet-normalised float (n, 3, size, size)."""
+def grey_to_rgb(images, inputs):
+    """uint8 grey images (n, h, w) → float (n, 3, crop, crop) normalised as the model's
+    ``inputs`` (:class:`~transferability.families.InputSpec`) say: ImageNet statistics for
+    torchvision models, a timm model's own."""
     import torch
     import torch.nn.functional as F
 
-    from transferability.families import IMAGENET_MEAN, IMAGENET_STD
-
+    size = inputs.crop
     x = images.to(torch.get_default_dtype()).div(255.0).unsqueeze(1)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(inputs.mean).view(1, 3, 1, 1)
+    std = torch.tensor(inputs.std).view(1, 3, 1, 1)
     return (x.expand(-1, 3, -1, -1) - mean) / std
 
 
@@ -257,8 +271,8 @@ def extract(
     logits_path: str | Path | None,
     *,
     target: str,
-    resize: int,
-    crop: int,
+    resize: int | None,
+    crop: int | None,
     batch_size: int = 16,
     compression: str | None = "lzf",
     target_format: str = "imagefolder",
@@ -279,7 +293,8 @@ def extract(
     model, meta = model_from_checkpoint(checkpoint)
     model.to(on).eval()
     subset = pd.read_csv(subset_csv)
-    transform = build_transform(False, resize=resize, crop=crop)
+    inputs = model_inputs(model.spec, resize, crop)
+    transform = build_transform(False, resize=inputs.resize, crop=inputs.crop, inputs=inputs)
     dataset = ImageFolderSplit(root, subset, transform, format=target_format)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     outputs = dict(activation_paths)
@@ -317,8 +332,8 @@ def finetune(
     source: str,
     seed: int,
     protocol: Mapping,
-    resize: int,
-    crop: int,
+    resize: int | None,
+    crop: int | None,
     extras: str | None = None,
     scratch_arch: str | None = None,
     policy: str = "last_conv",
@@ -379,9 +394,11 @@ def finetune(
     lr0 = float(protocol["lr"])
     optimizer = torch.optim.SGD(params, lr=lr0, momentum=float(protocol["momentum"]))
     torch.manual_seed(derive_seed(seed, target, "augment"))  # random crops and flips
-    train_transform = build_transform(True, resize=resize, crop=crop, extras=extras)
+    inputs = model_inputs(model.spec, resize, crop)
+    resize, crop = inputs.resize, inputs.crop
+    train_transform = build_transform(True, resize=resize, crop=crop, extras=extras, inputs=inputs)
     train = ImageFolderSplit(root, train_rows, train_transform, format=target_format)
-    test_transform = build_transform(False, resize=resize, crop=crop)
+    test_transform = build_transform(False, resize=resize, crop=crop, inputs=inputs)
     test = ImageFolderSplit(root, test_rows, test_transform, format=target_format)
     loader = torch.utils.data.DataLoader(
         train,

@@ -1,7 +1,7 @@
 """QUANTA: a layer's transferability measured by a learned source/target mixing weight.
 
-Paper (seed 001, §3, eq. 1): a frozen source model S and a trainable target model T of the same
-architecture see the same input; at layer n the target computes
+Paper (Orhand et al. 2021, §3, eq. 1): a frozen source model S and a trainable target model T
+of the same architecture see the same input; at layer n the target computes
 
     A_n,T = f(λ_S · Z_n,S + λ_T · Z_n,T),    (λ_S, λ_T) = softmax(v_S, v_T),
 
@@ -317,7 +317,8 @@ def quanta_score(history: pd.DataFrame, last_epochs: int = 10) -> float:
 
 
 #: QUANTA's direction as a transferability metric: a larger λ_S means the target model kept
-#: relying on the source's layer (seed 001 §3-4: λ_S measures the layer's transferability).
+#: relying on the source's layer (Orhand et al. 2021 §3-4: λ_S measures the layer's
+#: transferability).
 QUANTA_HIGHER_IS_BETTER = True
 
 

@@ -390,25 +390,25 @@ class _ArrayImages:
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _transform_sizes(candidate: Candidate, resize: int | None, crop: int | None) -> tuple[int, int]:
-    """Resize and crop for an RGB model: the given ones, else the model's own
-    (:func:`transferability.families.input_spec`: a weight name's transform, ``image_size``,
-    32 for CIFAR VGGs, else 256 → 224)."""
+def _transform_inputs(candidate: Candidate, resize: int | None, crop: int | None):
+    """The images an RGB model takes: its own (:func:`transferability.families.input_spec`: a
+    weight name's transform, a timm model's pretrained config, ``image_size``, 32 for CIFAR
+    VGGs, else 256 → 224) with the given resize and crop."""
+    from dataclasses import replace
+
     from transferability.families import input_spec
 
-    spec = candidate.model.spec
-    own = input_spec(spec, candidate.weights)
+    own = input_spec(candidate.model.spec, candidate.weights)
     crop = crop or own.crop
     resize = resize or (own.resize if crop == own.crop else crop)
-    fixed = spec.cifar or spec.arch == "vgg_tiny" or spec.arch.startswith("vit_")
-    if fixed and crop != own.crop:
+    if own.fixed_size and crop != own.crop:
         raise RankError(
             f"model {candidate.label} ({candidate.path}) takes {own.crop}x{own.crop} inputs, "
             f"but the crop is {crop} (--crop, or the config's transforms)"
         )
     if crop < 16 or resize < crop:
         raise RankError(f"need --resize >= --crop >= 16, got resize {resize}, crop {crop}")
-    return resize, crop
+    return replace(own, resize=resize, crop=crop)
 
 
 def _check_layer(candidate: Candidate, layer: str) -> None:
@@ -431,8 +431,8 @@ def _batches(
 
     CNN: :func:`to_input` of the 28×28 grey images (a folder's images are converted with PIL
     ``L``; another size raises :class:`RankError` naming the file). Other models: the image
-    tracks' extraction transform (``build_transform(False, resize, crop)`` with the model's own
-    sizes by default, :func:`_transform_sizes`)."""
+    tracks' extraction transform (``build_transform`` with the model's own
+    sizes and statistics by default, :func:`_transform_inputs`)."""
     import torch
 
     if candidate.kind == "cnn":
@@ -443,8 +443,8 @@ def _batches(
         return (to_input(images[i : i + step]) for i in range(0, len(images), step))
     from transferability.imagefolder import ImageFolderSplit, build_transform
 
-    size, side = _transform_sizes(candidate, resize, crop)
-    transform = build_transform(False, resize=size, crop=side)
+    inputs = _transform_inputs(candidate, resize, crop)
+    transform = build_transform(False, resize=inputs.resize, crop=inputs.crop, inputs=inputs)
     if target.images is not None:
         dataset = _ArrayImages(target.images, target.labels, transform)
     else:

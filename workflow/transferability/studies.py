@@ -1,6 +1,7 @@
-"""The three studies of SPEC §6.3 as workflow jobs: QUANTA per layer (seed 001), layer transfer
-(seed 003, after Yosinski et al. 2014) and random target tasks (seed 004 §5.1-5.5), plus the
-tables built from their outputs. One function per job, plain paths and settings in, files out,
+"""The three studies of SPEC §6.3 as workflow jobs: QUANTA per layer (Orhand et al. 2021),
+layer transfer (Shanmugam et al.'s Uppsala report, after Yosinski et al. 2014) and random target
+tasks (Nguyen et al. 2020, LEEP, §5.1-5.5; docs/references.md), plus the tables built from their
+outputs. One function per job, plain paths and settings in, files out,
 so each runs without Snakemake (like :mod:`transferability.pipeline`).
 
 Seeds: every training run derives its initialisation and data order from (source seed, target
@@ -206,8 +207,8 @@ def quanta_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(quanta, quanta_scores)``: every history row, and per (target, source, seed, step,
     layer, λ init) the QUANTA score — each run's mean λ_S over its last ``last_epochs`` epochs
-    (:func:`transferability.quanta.quanta_score`), averaged over runs (seed 001 §4.1), with the
-    standard deviation over runs."""
+    (:func:`transferability.quanta.quanta_score`), averaged over runs (Orhand et al. 2021 §4.1),
+    with the standard deviation over runs."""
     from transferability.quanta import quanta_score
 
     histories = pd.concat([pd.read_csv(p) for p in history_files], ignore_index=True)
@@ -367,8 +368,9 @@ def random_tasks(
     threads: int = 1,
     device: str = "auto",
 ) -> pd.DataFrame:
-    """One source model on every task of a family (seed 004 §5.1-5.3): the metrics, computed on
-    the task's training set as LEEP is, and two ground truths, each a test-accuracy curve:
+    """One source model on every task of a family (Nguyen et al. 2020 §5.1-5.3): the metrics,
+    computed on the task's training set as LEEP is, and two ground truths, each a test-accuracy
+    curve:
 
     - ``head_accuracy``: re-train head — conv1, conv2, fc1 copied and frozen, a new fc2 trained;
     - ``finetune_accuracy``: fine-tune — the same model with every layer trained;

@@ -1,11 +1,12 @@
 """One model interface for every track (thesis CNN, VGGs, any torchvision classification
-architecture): build or load a model, list and record its layers, give its input transform,
-and build the fine-tuning model under a named policy.
+architecture, any timm model as ``timm/<name>``): build or load a model, list and record its
+layers, give its input transform, and build the fine-tuning model under a named policy.
 
 A model built here carries its :class:`ModelSpec` as ``model.spec``; checkpoints store the spec
 in their metadata (``model.spec.meta()``), so :func:`model_from_checkpoint` rebuilds any of
 them. Families: :mod:`~transferability.families.thesis_cnn`,
-:mod:`~transferability.families.torchvision_family`; policies:
+:mod:`~transferability.families.torchvision_family`,
+:mod:`~transferability.families.timm_family`; policies:
 :mod:`~transferability.families.policies`.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transferability.families.base import Family, describe, read_file_state
+from transferability.families.base import Family, describe
 from transferability.families.policies import (
     POLICIES,
     apply_policy,
@@ -34,20 +35,22 @@ from transferability.families.spec import (
     ModelSpec,
 )
 from transferability.families.thesis_cnn import ThesisCNNFamily
+from transferability.families.timm_family import TIMM_TESTED, TimmFamily
 from transferability.families.torchvision_family import TORCHVISION_TESTED, TorchvisionFamily
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "POLICIES", "TORCHVISION_TESTED", "InputSpec", "ModelError",
-    "ModelSpec", "architectures", "build_model", "default_layers", "family_of",
+    "IMAGENET_MEAN", "IMAGENET_STD", "POLICIES", "TIMM_TESTED", "TORCHVISION_TESTED", "InputSpec",
+    "ModelError", "ModelSpec", "architectures", "build_model", "default_layers", "family_of",
     "finetune_model", "forward_layers", "head_classes", "head_layer", "input_spec", "layer_names",
     "load_model", "model_from_checkpoint", "train_mode", "trainable_names",
 ]  # fmt: skip
 
-_FAMILIES: tuple[Family, ...] = (ThesisCNNFamily(), TorchvisionFamily())
+_FAMILIES: tuple[Family, ...] = (ThesisCNNFamily(), TorchvisionFamily(), TimmFamily())
 
 
 def architectures() -> tuple[str, ...]:
-    """Every architecture name a spec may use."""
+    """Every architecture name a spec may use, besides ``timm/<name>`` for any timm model
+    (``timm.list_models()``)."""
     return tuple(a for family in _FAMILIES for a in family.architectures) + ("vgg16_features",)
 
 
@@ -58,9 +61,12 @@ def family_of(spec_or_model: ModelSpec | nn.Module | str) -> Family:
     arch = spec_or_model.arch if isinstance(spec_or_model, ModelSpec) else str(spec_or_model)
     arch = ModelSpec.create(arch).arch
     for family in _FAMILIES:
-        if arch in family.architectures:
+        if family.builds(arch):
             return family
-    raise ModelError(f"unknown architecture {arch!r}; known: {sorted(architectures())}")
+    raise ModelError(
+        f"unknown architecture {arch!r}; known: {sorted(architectures())}, "
+        "or timm/<name> for a timm model"
+    )
 
 
 def build_model(spec: ModelSpec, seed: int | None = None) -> nn.Module:
@@ -76,8 +82,9 @@ def head_classes(
     allow_download: bool = False,
 ) -> int | None:
     """Classes of the head in a weight file (after ``remap``); None for an encoder-only file."""
-    state, _ = read_file_state(str(weights), remap, allow_download)
-    return family_of(spec).head_classes(state, spec)
+    family = family_of(spec)
+    state, _ = family.read_state(spec, str(weights), remap, allow_download)
+    return family.head_classes(state, spec)
 
 
 def load_model(
@@ -89,8 +96,10 @@ def load_model(
     seed: int = 0,
     encoder: bool = False,
 ) -> nn.Module:
-    """``spec``'s model with the weights of a file, a torchvision weight name (from the local
-    torch hub cache; downloaded only when ``allow_download``) or ``"random"`` (seeded
+    """``spec``'s model with the weights of a file (a state dict or ``.safetensors``), a
+    torchvision weight name (from the local torch hub cache; downloaded only when
+    ``allow_download``), ``"pretrained"`` for a timm model (its tag's weights from the local
+    Hugging Face cache, likewise) or ``"random"`` (seeded
     initialisation). The head's size comes from the file (``spec.num_classes`` only says
     whether there is one: a file without head, ``encoder=True`` or a spec without classes give
     an encoder, whose file's head entries are ignored); every
@@ -99,7 +108,7 @@ def load_model(
     encoder = encoder or spec.num_classes is None  # an encoder spec (vgg16_features) stays one
     if str(weights) == "random":
         return family.build(spec.with_classes(None) if encoder else spec, seed)
-    state, origin = read_file_state(str(weights), remap, allow_download)
+    state, origin = family.read_state(spec, str(weights), remap, allow_download)
     classes = None if encoder else family.head_classes(state, spec)
     model = family.build(spec.with_classes(classes), 0)
     family.load_state(model, state, origin, remapped=bool(remap))
@@ -130,8 +139,9 @@ def forward_layers(
 
 
 def input_spec(spec: ModelSpec, weights: str | None = None) -> InputSpec:
-    """Resize, crop and normalisation of ``spec``'s inputs (a torchvision weight name: its own
-    transform's metadata, nothing downloaded)."""
+    """Resize, crop, interpolation and normalisation of ``spec``'s inputs (a torchvision weight
+    name: its own transform's metadata; a timm model: its pretrained config; nothing
+    downloaded)."""
     return family_of(spec).input_spec(spec, weights)
 
 

@@ -61,10 +61,25 @@ class Family:
 
     # --- shared ------------------------------------------------------------------------------
 
+    def builds(self, arch: str) -> bool:
+        """Whether this family builds ``arch``."""
+        return arch in self.architectures
+
+    def read_state(
+        self,
+        spec: ModelSpec,
+        weights: str,
+        remap: Mapping[str, str] | None,
+        allow_download: bool,
+    ) -> tuple[dict[str, torch.Tensor], str]:
+        """``(state dict, where it came from)`` of a weight file or weight name for ``spec``
+        (:func:`read_file_state`; families add their own weight names)."""
+        return read_file_state(str(weights), remap, allow_download)
+
     def build(self, spec: ModelSpec, seed: int | None = None) -> nn.Module:
         """A freshly initialised model whose weights depend only on ``seed`` (random when None);
         the global random state is left as it was."""
-        if spec.arch not in self.architectures:
+        if not self.builds(spec.arch):
             raise ModelError(f"{type(self).__name__} does not build {spec.arch!r}")
         with torch.random.fork_rng(devices=[]):
             if seed is None:
@@ -133,8 +148,8 @@ class Family:
         remap: Mapping[str, str] | None = None,
         allow_download: bool = False,
     ) -> None:
-        """Load a weight file or torchvision weight name (see :func:`weights.read_weights`)."""
-        state, origin = read_file_state(weights, remap, allow_download)
+        """Load a weight file or weight name (see :meth:`read_state`)."""
+        state, origin = self.read_state(model.spec, weights, remap, allow_download)
         self.load_state(model, state, origin, remapped=bool(remap))
 
 

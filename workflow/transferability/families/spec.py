@@ -88,12 +88,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The images a model takes: ``resize`` the shorter side, centre-crop ``crop`` (training
-    crops randomly), normalise with ``mean``/``std`` per channel; ``channels`` 1 (grey, the
-    thesis CNN) or 3."""
+    """The images a model takes: ``resize`` the shorter side (with ``interpolation``, a
+    torchvision ``InterpolationMode`` value), centre-crop ``crop`` (training crops randomly),
+    normalise with ``mean``/``std`` per channel; ``channels`` 1 (grey, the thesis CNN) or 3.
+    ``fixed_size``: the model takes ``crop`` × ``crop`` inputs only (positional embeddings, a
+    CIFAR classifier)."""
 
     crop: int
     resize: int
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     channels: int = 3
+    interpolation: str = "bilinear"
+    fixed_size: bool = False

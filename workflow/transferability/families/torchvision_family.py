@@ -101,11 +101,18 @@ class TorchvisionFamily(Family):
                 resize=int(preset.resize_size[0]),
                 mean=tuple(preset.mean),
                 std=tuple(preset.std),
+                fixed_size=spec.arch.startswith(_NEEDS_IMAGE_SIZE),
             )
-        side = spec.image_size or (32 if spec.cifar or spec.arch == "vgg_tiny" else None)
+        cifar = spec.cifar or spec.arch == "vgg_tiny"
+        fixed = cifar or spec.arch.startswith(_NEEDS_IMAGE_SIZE)
+        side = spec.image_size or (32 if cifar else None)
         if side is not None:
-            return InputSpec(crop=side, resize=side, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        return InputSpec(crop=224, resize=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+            return InputSpec(
+                crop=side, resize=side, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed
+            )
+        return InputSpec(
+            crop=224, resize=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed
+        )
 
     # --- heads --------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Weight files: a state-dict file read with ``weights_only=True`` (no pickled code runs), a
-torchvision weight name read from the local torch hub cache (downloaded only when allowed), key
-remapping for converted files, and the listing of every key and shape that does not fit."""
+"""Weight files: a ``.safetensors`` file (no code at all) or a state-dict file read with
+``weights_only=True`` (no pickled code runs), a torchvision weight name read from the local
+torch hub cache (downloaded only when allowed), key remapping for converted files, and the
+listing of every key and shape that does not fit."""
 
 from __future__ import annotations
 
@@ -31,6 +32,18 @@ def read_weights(
 
 
 def safe_load(path: Path) -> object:
+    """A weight file's content: ``.safetensors`` by its own reader (a flat name → tensor
+    mapping), anything else by ``torch.load(weights_only=True)``."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(
+                f"cannot read safetensors file {path}: {type(err).__name__}: {err}"
+            ) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for pickled code, RuntimeError/EOFError for junk
