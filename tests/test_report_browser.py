@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import warnings
@@ -56,13 +57,30 @@ def browser():
         browser.close()
 
 
+#: Check another run's report instead of the tiny run's: the path of its report.html, which
+#: lies in the run's folder or in its results/ (`make run`: results/report.html), e.g.
+#: TRANSFERABILITY_REPORT=results/report.html .venv/bin/pytest tests/test_report_browser.py
+OTHER_REPORT = os.environ.get("TRANSFERABILITY_REPORT")
+
+
 @pytest.fixture(scope="module")
-def report_page(tiny_run, browser):
+def run_dir(request) -> Path:
+    """The folder whose results/ the report shows: the tiny run's, or OTHER_REPORT's run."""
+    if OTHER_REPORT:
+        report = Path(OTHER_REPORT).resolve()
+        if not report.is_file():
+            pytest.fail(f"TRANSFERABILITY_REPORT={OTHER_REPORT}: no such file")
+        return report.parent.parent if report.parent.name == "results" else report.parent
+    return request.getfixturevalue("tiny_run")
+
+
+@pytest.fixture(scope="module")
+def report_page(run_dir, browser):
     """The report opened like a reader opens it, with every console error and uncaught
     exception of the page collected in ``page.problems``."""
-    report = tiny_run / "report.html"
+    report = Path(OTHER_REPORT).resolve() if OTHER_REPORT else run_dir / "report.html"
     if not report.is_file():  # test_workflow.py may have made it already in this session
-        snakemake(tiny_run, tiny_config(), *report_args(report))
+        snakemake(run_dir, tiny_config(), *report_args(report))
     page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
     page.problems = []
     page.on(
@@ -209,7 +227,7 @@ def _caption(page, row, path: str) -> str:
     return text
 
 
-def test_report_in_a_browser(tiny_run, report_page):
+def test_report_in_a_browser(run_dir, report_page):
     page = report_page
     _artifact(page, "report_landing.png")
     assert page.locator("#loading-screen").is_hidden()
@@ -221,12 +239,12 @@ def test_report_in_a_browser(tiny_run, report_page):
         path for subcats in categories.values() for paths in subcats.values() for path in paths
     }
     on_disk = {
-        str(path.relative_to(tiny_run))
+        str(path.relative_to(run_dir))
         for kind in ("figures/*.png", "tables/*.html")
-        for path in (tiny_run / "results").glob(f"*/{kind}")
+        for path in (run_dir / "results").glob(f"*/{kind}")
     }
     assert on_disk == listed, sorted(on_disk ^ listed)
-    csvs = sorted((tiny_run / "results").glob("*/tables/*.csv"))
+    csvs = sorted((run_dir / "results").glob("*/tables/*.csv"))
     assert len(csvs) >= 12 and all(p.with_suffix(".html").is_file() for p in csvs)
 
     # The landing page leads with the main result: its first links open the leaderboard's
@@ -236,12 +254,12 @@ def test_report_in_a_browser(tiny_run, report_page):
     main = {name: [p for p in listed if Path(p).name == name] for name in (MAIN_FIGURE, MAIN_TABLE)}
     assert all(len(paths) == 1 for paths in main.values()), main
     links.nth(0).click()
-    _shown_figure(page, main[MAIN_FIGURE][0], tiny_run)
+    _shown_figure(page, main[MAIN_FIGURE][0], run_dir)
     assert _sidebar(page).get_by_text("The main result first").is_visible()
     _artifact(page, "report_figure.png")
     _home(page)
     page.locator("#app .prose a[href^='javascript:']").nth(1).click()
-    frame = _shown_table(page, main[MAIN_TABLE][0], tiny_run)
+    frame = _shown_table(page, main[MAIN_TABLE][0], run_dir)
     assert _sidebar(page).get_by_text("The main result as a table").is_visible()
     _sorts(frame, "rho_oriented")
     _artifact(page, "report_table.png")
@@ -257,10 +275,10 @@ def test_report_in_a_browser(tiny_run, report_page):
                 assert row.count() == 1, (subcategory, path)
                 row.locator("td").last.locator("a").nth(0).click()  # the eye button
                 if results[path]["mime_type"] == "image/png":
-                    hard_to_read[path] = _shown_figure(page, path, tiny_run)
+                    hard_to_read[path] = _shown_figure(page, path, run_dir)
                 else:
                     assert results[path]["mime_type"] == "text/html", path
-                    _shown_table(page, path, tiny_run)
+                    _shown_table(page, path, run_dir)
                     tables.append(path)
                 _caption(page, row, path)
                 _open_subcategory(page, category, subcategory)

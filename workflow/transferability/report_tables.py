@@ -2,11 +2,12 @@
 
 Snakemake's report offers a CSV only as a download; an HTML result opens inline (in an iframe).
 :func:`table_html` turns a CSV file into one self-contained HTML page: a styled ``<table>``
-sortable by clicking a column header (a few lines of inline JavaScript, nothing fetched from the
-network), numbers shown with up to 4 significant digits, and the CSV file itself, byte for
-byte, behind a "Download" link (a ``data:`` URI), so nothing is lost. Rule ``table_html``
-(rules/analysis.smk) writes one page per table. The cells are kept lean (no per-cell classes or
-tooltips): the page is embedded in the report once more, base64-encoded.
+(written by pandas' ``DataFrame.to_html``, every cell escaped) sortable by clicking a column
+header (a few lines of inline JavaScript, nothing fetched from the network), numbers shown with
+up to 4 significant digits, and the CSV file itself, byte for byte, behind a "Download" link (a
+``data:`` URI), so nothing is lost. Rule ``table_html`` (rules/analysis.smk) writes one page per
+table. The cells are kept lean (no per-cell classes or tooltips): the page is embedded in the
+report once more, base64-encoded.
 """
 
 from __future__ import annotations
@@ -81,13 +82,6 @@ def format_number(value) -> str:
     return f"{value:.4g}"
 
 
-def _cell(value, numeric: bool) -> str:
-    if numeric:
-        return f"<td>{format_number(value)}</td>"
-    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
-    return f"<td>{html.escape(str(text))}</td>"
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     """A result CSV as written: only empty cells are missing (a source named ``NA`` stays
     ``NA``); a file without even a header is a table without columns."""
@@ -122,11 +116,6 @@ def table_html(
     ]
     n_rows, n_cols = table.shape
     shown = table.head(max_rows)
-    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
-    body = "\n".join(
-        "<tr>" + "".join(_cell(v, num) for v, num in zip(row, numeric, strict=True)) + "</tr>"
-        for row in shown.itertuples(index=False, name=None)
-    )
     facts = [f"{n_rows} rows × {n_cols} columns"]
     if n_rows > len(shown):
         facts.append(
@@ -143,7 +132,17 @@ def table_html(
     if n_cols == 0:
         content = '<p class="empty">The table has no columns.</p>'
     else:
-        content = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+        # pandas writes the escaped table; numbers go through format_number, missing cells
+        # (NaN, None) are empty
+        content = shown.to_html(
+            index=False,
+            na_rep="",
+            border=0,
+            escape=True,
+            formatters={
+                c: format_number for c, num in zip(table.columns, numeric, strict=True) if num
+            },
+        )
         if n_rows == 0:
             content += '\n<p class="empty">The table has no rows.</p>'
     caption_html = f"<p>{html.escape(caption)}</p>" if caption else ""
