@@ -42,10 +42,11 @@ class Family:
         """The layer whose outputs are the classifier's logits (None: no head)."""
         raise NotImplementedError
 
-    def forward_layers(
-        self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+    def _forward_layers(
+        self, model: nn.Module, x: torch.Tensor, layers: tuple[str, ...]
     ) -> dict[str, torch.Tensor]:
-        """Outputs of ``layers`` (checked names) in one forward pass that stops after the last."""
+        """Outputs of ``layers`` (checked, at least one) in one forward pass that stops after
+        the last."""
         raise NotImplementedError
 
     def input_spec(self, spec: ModelSpec, weights: str | None = None) -> InputSpec:
@@ -91,6 +92,14 @@ class Family:
                 module.inplace = False
         model.spec = spec
         return model
+
+    def forward_layers(
+        self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of ``layers`` in one forward pass that stops after the last requested one;
+        unknown names raise, listing the valid ones."""
+        layers = self.check_layers(model, layers)
+        return self._forward_layers(model, x, layers) if layers else {}
 
     def check_layers(self, model: nn.Module, layers: Sequence[str]) -> tuple[str, ...]:
         if isinstance(layers, str):

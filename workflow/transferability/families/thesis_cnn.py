@@ -3,8 +3,6 @@ inputs, layers ``input conv1 pool1 conv2 pool2 fc1 fc2`` (``fc2`` = logits)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -35,11 +33,10 @@ class ThesisCNNFamily(Family):
     def head_layer(self, model: nn.Module) -> str | None:
         return "fc2"
 
-    def forward_layers(
-        self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+    def _forward_layers(
+        self, model: nn.Module, x: torch.Tensor, layers: tuple[str, ...]
     ) -> dict[str, torch.Tensor]:
-        layers = self.check_layers(model, layers)
-        return model.forward_layers(x, layers) if layers else {}
+        return model.forward_layers(x, layers)
 
     def input_spec(self, spec: ModelSpec, weights: str | None = None) -> InputSpec:
         from transferability.training import PIXEL_MEAN, PIXEL_STD

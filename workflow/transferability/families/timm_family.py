@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -203,12 +203,9 @@ class TimmFamily(Family):
             ]
         return (*stages, "penultimate")
 
-    def forward_layers(
-        self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+    def _forward_layers(
+        self, model: nn.Module, x: torch.Tensor, layers: tuple[str, ...]
     ) -> dict[str, torch.Tensor]:
-        layers = self.check_layers(model, layers)
-        if not layers:
-            return {}
         stages = _stage_names(model)
         wanted = sorted({stages.index(n) for n in layers if n in stages})
         head = any(n in ("penultimate", "logits") for n in layers)

@@ -21,7 +21,7 @@ scheme drawing from a private generator, so a seed gives the same weights as bef
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
@@ -141,12 +141,9 @@ class TorchvisionFamily(Family):
             return pools if spec.num_classes is None else (*pools, "fc6", "fc7")
         return (*_stages(model), "penultimate")
 
-    def forward_layers(
-        self, model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+    def _forward_layers(
+        self, model: nn.Module, x: torch.Tensor, layers: tuple[str, ...]
     ) -> dict[str, torch.Tensor]:
-        layers = self.check_layers(model, layers)
-        if not layers:
-            return {}
         graph = _graph(model)
         nodes = {name: graph.node_of(name) for name in layers}
         with _modes_kept(model):  # train() recurses into the model's (shared) sub-modules
