@@ -151,3 +151,20 @@ def test_literal_na_strings_stay_text(tmp_path):
     table = read_table(path)
     assert list(table["source"]) == ["NA", "None"]
     assert table["value"].isna().tolist() == [False, True]
+
+
+def test_pages_stay_under_the_data_url_limit(tmp_path):
+    """The report hands a page to its iframe as a base64 data: URL, which Chromium refuses
+    over 2 MiB: a page keeps under max_bytes by showing fewer rows, and a CSV too large to
+    embed is named instead of linked."""
+    path = tmp_path / "big.csv"
+    pd.DataFrame({"name": [f"row{i}" for i in range(3000)], "value": range(3000)}).to_csv(
+        path, index=False
+    )
+    page = csv_to_html(path, max_bytes=40_000)
+    assert len(page.encode()) <= 40_000
+    shown = len(_Cells(page).rows)
+    assert 0 < shown < 3000 and f"showing the first {shown} rows" in page
+    assert 'class="download"' not in page and "too large to embed here: it is big.csv" in page
+    roomy = csv_to_html(path, max_bytes=2_000_000)
+    assert len(_Cells(roomy).rows) == 3000 and 'class="download"' in roomy

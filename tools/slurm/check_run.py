@@ -1,7 +1,7 @@
 """Check a workflow run through SLURM against the same run on the local executor.
 
     python tools/slurm/check_run.py --slurm-dir D1 --slurm-log L1 --local-dir D2 --local-log L2 \
-        --jobcomp /tmp/transferability-slurm/jobcomp.log [--local-rules all] \
+        --jobcomp /tmp/transferability-slurm/jobcomp.log [--local-rules all table_html] \
         [--allocations FILE --gpu-rules RULE ... --gpus-per-node N] [--min-nodes N] \
         [--subset TABLE.csv ...] [--timed-out ID ...] [--node-failed ID ...] [--cancelled ID ...]
 
@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--local-rules",
         nargs="*",
-        default=["all"],
-        help="rules Snakemake runs in its own process, not through sbatch (default: all)",
+        default=["all", "table_html"],
+        help="rules Snakemake runs in its own process, not through sbatch (default: all and "
+        "table_html, the workflow's local rules)",
     )
     parser.add_argument(
         "--subset",

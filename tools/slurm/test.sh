@@ -189,7 +189,7 @@ echo "[test-slurm] the real profile's pretrain request, as SLURM holds it: Parti
 "$PY" "$REPO/tools/slurm/check_run.py" \
     --slurm-dir "$WORK/slurm" --slurm-log "$WORK/slurm.log" \
     --local-dir "$WORK/local" --local-log "$WORK/local.log" \
-    --jobcomp "$STATE/jobcomp.log" --local-rules all \
+    --jobcomp "$STATE/jobcomp.log" --local-rules all table_html \
     --allocations "$WORK/allocations.txt" --gpu-rules pretrain finetune finetune_initial quanta layer_transfer \
     random_tasks random_task_references --gpus-per-node 2 --min-nodes 2
 
@@ -209,7 +209,7 @@ echo "[test-slurm] fault run: $(sed 's/$/;/' "$WORK/fault.injected" | tr '\n' ' 
 "$PY" "$REPO/tools/slurm/check_run.py" \
     --slurm-dir "$WORK/fault" --slurm-log "$WORK/fault.log" \
     --local-dir "$WORK/local" --local-log "$WORK/local.log" \
-    --jobcomp "$STATE/jobcomp.log" --local-rules all --subset "$FAULT_TABLE" \
+    --jobcomp "$STATE/jobcomp.log" --local-rules all table_html --subset "$FAULT_TABLE" \
     --timed-out "$stalled" --node-failed "$node_failed" --cancelled "$cancelled"
 
 echo "[test-slurm] durations (runs at the same time): start ${t_start} s, SLURM run" \

@@ -22,6 +22,9 @@ import pandas as pd
 
 #: Rows rendered at most (about 15 bytes a cell); the CSV behind the download link has every row.
 MAX_ROWS = 10_000
+#: Bytes of a page at most: the report hands each page to its iframe as a base64 data: URL
+#: (4/3 of the page), and Chromium refuses URLs over 2 MiB (the frame stays blank).
+MAX_PAGE_BYTES = 1_500_000
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2937; }
@@ -104,12 +107,41 @@ def table_html(
     csv_name: str | None = None,
     caption: str = "",
     max_rows: int = MAX_ROWS,
+    max_bytes: int = MAX_PAGE_BYTES,
 ) -> str:
     """One self-contained HTML page showing ``table``: sortable headers, numbers readable,
     every text escaped. ``csv_bytes`` (the file as written) is offered for download under
-    ``csv_name``; the first ``max_rows`` rows are rendered."""
+    ``csv_name`` when its base64 takes at most half of ``max_bytes`` (else the page names the
+    file); the first ``max_rows`` rows are rendered, fewer where the page would exceed
+    ``max_bytes``."""
     if max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows}")
+    if csv_bytes is not None and 4 * len(csv_bytes) / 3 > max_bytes / 2:
+        csv_note = (
+            f"the CSV ({len(csv_bytes) / 1e6:.1f} MB) is too large to embed here: it is "
+            f"{html.escape(csv_name or title)} in the run's tables folder"
+        )
+        csv_bytes = None
+    else:
+        csv_note = None
+    rows = min(len(table), max_rows)
+    while True:
+        page = _page(table, rows, title, csv_bytes, csv_name, caption, csv_note)
+        size = len(page.encode())
+        if size <= max_bytes or rows == 0:
+            return page
+        rows = min(rows - 1, int(rows * max_bytes / size * 0.95))
+
+
+def _page(
+    table: pd.DataFrame,
+    max_rows: int,
+    title: str,
+    csv_bytes: bytes | None,
+    csv_name: str | None,
+    caption: str,
+    csv_note: str | None,
+) -> str:
     numeric = [
         pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         for dtype in table.dtypes
@@ -124,6 +156,8 @@ def table_html(
     if n_rows > 1:
         facts.append("click a column header to sort")
     facts.append("numbers rounded to 4 significant digits (the CSV has them in full)")
+    if csv_note:
+        facts.append(csv_note)
     download = ""
     if csv_bytes is not None:
         name = html.escape(csv_name or f"{title}.csv")
@@ -167,7 +201,13 @@ def table_html(
 """
 
 
-def csv_to_html(path: str | Path, *, caption: str = "", max_rows: int = MAX_ROWS) -> str:
+def csv_to_html(
+    path: str | Path,
+    *,
+    caption: str = "",
+    max_rows: int = MAX_ROWS,
+    max_bytes: int = MAX_PAGE_BYTES,
+) -> str:
     """The page of the CSV file at ``path``: :func:`table_html` with the file's own bytes
     behind the download link."""
     path = Path(path)
@@ -179,4 +219,5 @@ def csv_to_html(path: str | Path, *, caption: str = "", max_rows: int = MAX_ROWS
         csv_name=path.name,
         caption=caption,
         max_rows=max_rows,
+        max_bytes=max_bytes,
     )
