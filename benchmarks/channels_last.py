@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from transferability.models import build_cnn
+from transferability.models.thesis_cnn import build_cnn
 
 
 def train_rate(channels_last: bool, samples: int, device: str) -> float:

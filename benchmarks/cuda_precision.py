@@ -18,10 +18,10 @@ sys.path.insert(0, "workflow")
 import numpy as np
 import torch
 
-from transferability.models import build_cnn
-from transferability.multirun import train_runs
-from transferability.schedule import Checkpoint, resolve_checkpoints
-from transferability.training import Split, train_run
+from transferability.models.thesis_cnn import build_cnn
+from transferability.training.loop import Split, train_run
+from transferability.training.multirun import train_runs
+from transferability.training.schedule import Checkpoint, resolve_checkpoints
 
 dev = "cuda"
 print(

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from transferability.models import build_cnn
-from transferability.multirun import MultiRunCNN
-from transferability.training import EVAL_RUN_SAMPLES, Split, eval_batch_size, evaluate
+from transferability.models.thesis_cnn import build_cnn
+from transferability.training.loop import EVAL_RUN_SAMPLES, Split, eval_batch_size, evaluate
+from transferability.training.multirun import MultiRunCNN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = 1000

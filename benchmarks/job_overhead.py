@@ -2,7 +2,7 @@
 
 Every job logs the seconds from its process start to the start of its work (interpreter,
 Snakemake's script preamble, imports) and, at exit, its process lifetime (see
-``transferability.pipeline.setup_logging``); every rule also has a Snakemake ``benchmark:``
+``transferability.jobs.logs.setup_logging``); every rule also has a Snakemake ``benchmark:``
 file. A job's time is its logged lifetime (the benchmark file's wall time where a log has none:
 Snakemake starts that clock only once a ``script:`` child runs, so it misses part of the
 start-up). The benchmark file's ``cpu_time`` (CPU seconds of the job's processes) is summed as

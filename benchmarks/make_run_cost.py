@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "workflow"))
 from _machine import cpu_model  # noqa: E402
 
-from transferability.data import DATASET_ROOT, DERIVED_DATASETS  # noqa: E402
+from transferability.data.arrays import DATASET_ROOT, DERIVED_DATASETS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"

@@ -12,7 +12,7 @@ Settings, side by side in one run:
   timespan 1000/10s  a longer rate-limiter window from the command line
   limiter off        the rate limiter disabled, as a Python API caller can do it
                      (``SchedulingSettings(max_jobs_per_timespan=None)``; the CLI cannot)
-  fix                ``transferability.scheduler_patch`` (what this workflow applies)
+  fix                ``transferability.run.scheduler_patch`` (what this workflow applies)
 
     .venv/bin/python benchmarks/scheduler_overhead.py [--jobs 50 200 800] [--settings ...]
 

@@ -50,9 +50,9 @@ def main() -> None:
 
     from scipy import stats
 
-    from transferability import baselines as trivial
-    from transferability.analysis import Bootstrap, bootstrap_intervals
-    from transferability.pipeline import evaluate_tables
+    from transferability.evaluation import baselines as trivial
+    from transferability.evaluation.analysis import Bootstrap, bootstrap_intervals
+    from transferability.jobs.tables import evaluate_tables
 
     read = {n: pd.read_csv(args.tables / f"{n}.csv") for n in ("metrics", "pretrain", "logauc")}
     metrics = read["metrics"][~read["metrics"]["metric"].str.startswith(trivial.PREFIX)]

@@ -48,10 +48,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from transferability.models import build_cnn
-from transferability.multirun import train_runs
-from transferability.schedule import Checkpoint
-from transferability.training import (
+from transferability.models.thesis_cnn import build_cnn
+from transferability.training.loop import (
     Split,
     batch_order,
     configure_torch,
@@ -59,6 +57,8 @@ from transferability.training import (
     to_input,
     train_run,
 )
+from transferability.training.multirun import train_runs
+from transferability.training.schedule import Checkpoint
 
 BATCH = 64
 LR = 1e-4

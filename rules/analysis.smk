@@ -1,3 +1,10 @@
+# Analysis: every track's tidy tables over all its runs (the only rules that expand over
+# sources), each table as a report page, and the figures.
+
+
+include: "functions/analysis.smk"
+
+
 rule tables:
     """Tidy tables over all runs of a track: the only place that expands over sources."""
     input:
@@ -6,7 +13,7 @@ rule tables:
         finetune=lambda wc: finetune_files(wc.track),
         quanta_scores=lambda wc: quanta_scores_input(wc.track),
     output:
-        **{name: f"results/{{track}}/tables/{name}.csv" for name in TABLES},
+        **table_outputs(TABLES),
     log:
         "results/{track}/logs/tables.log",
     benchmark:
@@ -21,9 +28,7 @@ rule tables:
         runtime=attempt_scaled("tables", "runtime"),
     params:
         metrics=lambda wc: track_cfg(wc.track)["metrics"],
-        quanta_lambda_init=lambda wc: (study_cfg("quanta", wc.track) or {}).get(
-            "score_lambda_init", 0.9
-        ),
+        quanta_lambda_init=quanta_lambda_init,
         baselines=lambda wc: tconfig.baselines(config, wc.track),
         bootstrap=config["bootstrap"],
     script:

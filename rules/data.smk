@@ -1,7 +1,13 @@
+# Data: the datasets (MNIST, FashionMNIST and the sets derived from MNIST) and each CNN
+# target's extraction subset.
+
+
+include: "functions/data.smk"
+
+
 rule dataset:
     input:
-        # derived sets are built from MNIST: declare it so only this rule writes it
-        lambda wc: [] if wc.dataset in BASE_DATASETS else dataset_file("mnist"),
+        dataset_inputs,
     output:
         f"{DATA_DIR}/{{dataset}}/data.npz",
     log:

@@ -1,3 +1,10 @@
+# Extraction (CNN track): each run's activations (every layer and the logits) on each
+# target's subset; the untrained model's once for all the sources that share it.
+
+
+include: "functions/extract.smk"
+
+
 rule extract:
     """A run's own checkpoints on one target: every layer's activations and the logits."""
     input:
@@ -5,15 +12,8 @@ rule extract:
         dataset=target_dataset,
         subset="results/{track}/subsets/{target}.csv",
     output:
-        activations=(
-            [temp(path) for path in activation_outputs("{source}", trained_steps(CNN))]
-            if config["temp_activations"]
-            else activation_outputs("{source}", trained_steps(CNN))
-        ),
-        logits=[
-            f"results/{{track}}/activations/{{target}}/{{source}}/seed{{seed}}/step{step}/logits.h5"
-            for step in trained_steps(CNN)
-        ],
+        activations=activation_outputs("{source}", trained_steps(CNN)),
+        logits=logits_outputs("{source}", trained_steps(CNN)),
     log:
         "results/{track}/logs/extract/{target}/{source}/seed{seed}.log",
     benchmark:
@@ -42,15 +42,8 @@ rule extract_initial:
         dataset=target_dataset,
         subset="results/{track}/subsets/{target}.csv",
     output:
-        activations=(
-            [temp(path) for path in activation_outputs(INITIAL_MODEL, INITIAL_STEPS)]
-            if config["temp_activations"]
-            else activation_outputs(INITIAL_MODEL, INITIAL_STEPS)
-        ),
-        logits=[
-            f"results/{{track}}/activations/{{target}}/{INITIAL_MODEL}/seed{{seed}}/step{step}/logits.h5"
-            for step in INITIAL_STEPS
-        ],
+        activations=activation_outputs(INITIAL_MODEL, INITIAL_STEPS),
+        logits=logits_outputs(INITIAL_MODEL, INITIAL_STEPS),
     log:
         f"results/{{track}}/logs/extract/{{target}}/{INITIAL_MODEL}/seed{{seed}}.log",
     benchmark:

@@ -1,3 +1,11 @@
+# Fine-tuning (CNN track): each run's checkpoints fine-tuned on each target, one curve
+# per pre-training checkpoint; the untrained model's (the from-scratch baseline) once for all the
+# sources that share it.
+
+
+include: "functions/finetune.smk"
+
+
 rule finetune:
     """A run's own checkpoints fine-tuned on one target: accuracy curves (step 0: the untrained
     model's curve under this source's name)."""
@@ -6,10 +14,7 @@ rule finetune:
         dataset=target_dataset,
         initial=initial_file("finetune"),
     output:
-        curves=[
-            f"results/{{track}}/finetune/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"
-            for step in trained_steps(CNN)
-        ],
+        curves=finetune_curves("{source}", trained_steps(CNN)),
         initial=f"results/{{track}}/finetune/{{target}}/{{source}}/seed{{seed}}/step{INITIAL_STEP}.csv",
     log:
         "results/{track}/logs/finetune/{target}/{source}/seed{seed}.log",
@@ -38,10 +43,7 @@ rule finetune_initial:
         checkpoints=rules.initial_model.output,
         dataset=target_dataset,
     output:
-        curves=[
-            f"results/{{track}}/finetune/{{target}}/{INITIAL_MODEL}/seed{{seed}}/step{step}.csv"
-            for step in INITIAL_STEPS
-        ],
+        curves=finetune_curves(INITIAL_MODEL, INITIAL_STEPS),
     log:
         f"results/{{track}}/logs/finetune/{{target}}/{INITIAL_MODEL}/seed{{seed}}.log",
     benchmark:

@@ -1,14 +1,17 @@
-# The image tracks (SPEC §6.2): the thesis's VGG track and the model zoo. Sources are loaded
-# from weight files or trained here, targets are image folders (or torchvision layouts), one
-# model per (source, seed) at step "final"; models of every family go through
-# transferability.families.
+# The image tracks (SPEC §6.2): the thesis's VGG track and the model zoo. Sources are
+# loaded from weight files or trained here, targets are image folders (or torchvision layouts),
+# one model per (source, seed) at step "final"; models of every family go through
+# transferability.models.
+
+
+include: "functions/images.smk"
 
 
 rule image_weights:
     """Weights trained here for a source declared with pretrain_on; the file is then loaded by
     image_source exactly like an external weight file."""
     input:
-        lambda wc: dataset_file(image_source_cfg(wc.track, wc.source)["pretrain_on"]),
+        image_pretrain_dataset,
     output:
         weights="results/{track}/weights/{source}.pt",
         info="results/{track}/weights/{source}.json",
@@ -34,7 +37,7 @@ rule image_weights:
 rule image_folder:
     """A small image-folder target built from a known dataset (make_from)."""
     input:
-        lambda wc: dataset_file(image_target_cfg(wc.track, wc.target)["make_from"]),
+        image_folder_dataset,
     output:
         directory("results/{track}/images/{target}"),
     log:
@@ -120,21 +123,9 @@ for _name, _track, _layers, _head, _sources in EXTRACT_RULES:
         input:
             checkpoint=f"results/{_track}/checkpoints/{{source}}/seed{{seed}}/final.pt",
             subset=f"results/{_track}/subsets/{{target}}.csv",
-            images=lambda wc, track=_track: image_target_inputs(
-                Namespace(track=track, target=wc.target)
-            ),
+            images=image_extract_images(_track),
         output:
-            **(
-                {
-                    "logits": f"results/{_track}/activations/{{target}}/{{source}}/seed{{seed}}/stepfinal/logits.h5"
-                }
-                if _head
-                else {}
-            ),
-            activations=[
-                f"results/{_track}/activations/{{target}}/{{source}}/seed{{seed}}/stepfinal/{layer}.h5"
-                for layer in _layers
-            ],
+            **image_extract_outputs(_track, _layers, _head),
         log:
             f"results/{_track}/logs/extract/{{target}}/{{source}}/seed{{seed}}.log",
         benchmark:
@@ -152,9 +143,7 @@ for _name, _track, _layers, _head, _sources in EXTRACT_RULES:
             track=_track,
             layers=_layers,
             target=lambda wc, track=_track: image_target_cfg(track, wc.target),
-            transforms=lambda wc, track=_track: tconfig.image_transforms(
-                config, track, wc.source
-            ),
+            transforms=image_extract_transforms(_track),
         script:
             "../workflow/scripts/image_extract.py"
 

@@ -1,3 +1,10 @@
+# Metrics (CNN track): each run's transferability metrics on each target, one table per
+# pre-training checkpoint; the untrained model's once for all the sources that share it.
+
+
+include: "functions/metrics.smk"
+
+
 rule metrics:
     """Metric tables of one run on one target, one CSV per pre-training checkpoint (step 0: the
     untrained model's table under this source's name)."""
@@ -7,10 +14,7 @@ rule metrics:
         plugins=metric_plugin_inputs,
         initial=initial_file("metrics"),
     output:
-        tables=[
-            f"results/{{track}}/metrics/{{target}}/{{source}}/seed{{seed}}/step{step}.csv"
-            for step in trained_steps(CNN)
-        ],
+        tables=metric_tables("{source}", trained_steps(CNN)),
         initial=f"results/{{track}}/metrics/{{target}}/{{source}}/seed{{seed}}/step{INITIAL_STEP}.csv",
     log:
         "results/{track}/logs/metrics/{target}/{source}/seed{seed}.log",
@@ -44,10 +48,7 @@ rule metrics_initial:
         logits=rules.extract_initial.output.logits,
         plugins=metric_plugin_inputs,
     output:
-        tables=[
-            f"results/{{track}}/metrics/{{target}}/{INITIAL_MODEL}/seed{{seed}}/step{step}.csv"
-            for step in INITIAL_STEPS
-        ],
+        tables=metric_tables(INITIAL_MODEL, INITIAL_STEPS),
     log:
         f"results/{{track}}/logs/metrics/{{target}}/{INITIAL_MODEL}/seed{{seed}}.log",
     benchmark:

@@ -1,10 +1,14 @@
+# Pre-training (CNN track): the untrained model of each (seed, number of classes) and
+# each source's run from it, one checkpoint per step of the track's log grid.
+
+
+include: "functions/pretrain.smk"
+
+
 rule initial_model:
     """The untrained model of one (seed, number of classes): every source's step 0."""
     output:
-        [
-            f"results/{{track}}/checkpoints/{INITIAL_MODEL}/seed{{seed}}/step{step}.pt"
-            for step in INITIAL_STEPS
-        ],
+        checkpoint_outputs(INITIAL_MODEL, INITIAL_STEPS),
     log:
         f"results/{{track}}/logs/initial_model/{INITIAL_MODEL}/seed{{seed}}.log",
     benchmark:
@@ -28,10 +32,7 @@ rule pretrain:
         dataset=source_dataset,
         initial=initial_file("checkpoints"),
     output:
-        checkpoints=[
-            f"results/{{track}}/checkpoints/{{source}}/seed{{seed}}/step{step}.pt"
-            for step in trained_steps(CNN)
-        ],
+        checkpoints=checkpoint_outputs("{source}", trained_steps(CNN)),
         history="results/{track}/checkpoints/{source}/seed{seed}/history.csv",
     log:
         "results/{track}/logs/pretrain/{source}/seed{seed}.log",

@@ -1,5 +1,8 @@
-# The three studies of SPEC §6.3 on the CNN track. Each job covers one (target, source, seed) or
-# (family, source, seed), so adding a source adds jobs and leaves existing outputs alone.
+# The three studies of SPEC §6.3 on the CNN track. Each job covers one (target, source,
+# seed) or (family, source, seed), so adding a source adds jobs and leaves existing outputs alone.
+
+
+include: "functions/studies.smk"
 
 
 rule quanta:
@@ -24,9 +27,7 @@ rule quanta:
         gpu=TRAINING_GPUS,
     params:
         step=lambda wc: tconfig.study_pretrain_step(config, wc.track, "quanta"),
-        runs=lambda wc: [
-            (s, layer, lam, run) for s, layer, lam, run in quanta_run_keys()
-        ],
+        runs=quanta_runs,
         protocol=lambda wc: tconfig.quanta_protocol(config, wc.track),
     script:
         "../workflow/scripts/quanta.py"
@@ -116,9 +117,7 @@ rule random_tasks:
     input:
         checkpoint=study_checkpoint("random_tasks"),
         dataset=family_dataset,
-        plugins=lambda wc: tconfig.metric_plugin_files(
-            config, tconfig.random_tasks_metrics(config, wc.track)
-        ),
+        plugins=random_tasks_plugin_inputs,
     output:
         "results/{track}/random_tasks/{family}/{source}/seed{seed}.csv",
     log:
@@ -136,7 +135,7 @@ rule random_tasks:
         gpu=TRAINING_GPUS,
     params:
         family=lambda wc: tconfig.task_family(config, wc.track, wc.family),
-        layers=lambda wc: tconfig.study(config, wc.track, "random_tasks")["layers"],
+        layers=random_tasks_setting("layers"),
         metrics=lambda wc: tconfig.random_tasks_metrics(config, wc.track),
         protocol=lambda wc: tconfig.random_tasks_protocol(config, wc.track),
     script:
@@ -173,10 +172,7 @@ rule random_tasks_tables:
     input:
         unpack(lambda wc: random_task_files(wc.track)),
     output:
-        **{
-            name: f"results/{{track}}/tables/{name}.csv"
-            for name in tconfig.STUDY_TABLES["random_tasks"]
-        },
+        **table_outputs(tconfig.STUDY_TABLES["random_tasks"]),
     log:
         "results/{track}/logs/random_tasks_tables.log",
     benchmark:
@@ -192,14 +188,9 @@ rule random_tasks_tables:
         mem_mb=attempt_scaled("random_tasks_tables", "mem_mb"),
         runtime=attempt_scaled("random_tasks_tables", "runtime"),
     params:
-        settings=lambda wc: {
-            family: tconfig.family_setting(config, wc.track, family)
-            for family in TASK_FAMILIES
-        },
-        levels=lambda wc: tconfig.study(config, wc.track, "random_tasks")["levels"],
-        levels_metric=lambda wc: tconfig.study(config, wc.track, "random_tasks")[
-            "levels_metric"
-        ],
+        settings=random_task_settings,
+        levels=random_tasks_setting("levels"),
+        levels_metric=random_tasks_setting("levels_metric"),
         levels_layer=lambda wc: tconfig.levels_layer(config, wc.track),
     script:
         "../workflow/scripts/random_tasks_tables.py"

@@ -96,7 +96,7 @@ def tiny_config(track: str) -> dict:
 
 
 def float64_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    from transferability.training import DTYPE_ENV
+    from transferability.training.loop import DTYPE_ENV
 
     return {**os.environ, DTYPE_ENV: "float64", **(extra or {})}
 
@@ -136,8 +136,8 @@ def stage_inputs() -> dict[str, list[str] | str]:
 def stage_metrics() -> pd.DataFrame:
     """``metric_table`` on the committed activation files with every per-model metric of the
     tiny config."""
+    from transferability.jobs.metric_jobs import metric_table
     from transferability.metrics import metric_names
-    from transferability.pipeline import metric_table
 
     model = STAGES / "inputs" / "cnn" / STAGE_MODEL
     names = [m for m in tiny_config("cnn")["tracks"]["cnn"]["metrics"]
@@ -148,8 +148,8 @@ def stage_metrics() -> pd.DataFrame:
 
 def stage_tables(out: Path) -> dict[str, pd.DataFrame]:
     """``build_tables`` on the committed per-run CSVs, written under ``out``."""
-    from transferability import config as tconfig
-    from transferability.pipeline import build_tables
+    from transferability.jobs.tables import build_tables
+    from transferability.run import config as tconfig
 
     inputs = stage_inputs()
     track = tiny_config("cnn")["tracks"]["cnn"]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.analysis import (
+from transferability.evaluation.analysis import (
     ZERO_OFFSET,
     aggregate_metrics,
     correlate,
@@ -234,7 +234,11 @@ def test_values_equal_up_to_rounding_noise_count_as_constant():
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
 def test_resampled_correlations_equal_scipy_per_resample():
-    from transferability.analysis import Bootstrap, spearman_resampled, weighted_tau_resampled
+    from transferability.evaluation.analysis import (
+        Bootstrap,
+        spearman_resampled,
+        weighted_tau_resampled,
+    )
 
     rng = np.random.default_rng(1)
     for n, ties in ((5, True), (12, True), (36, False)):
@@ -251,7 +255,7 @@ def test_resampled_correlations_equal_scipy_per_resample():
 
 
 def test_bootstrap_interval_contains_the_estimate_and_matches_scipy():
-    from transferability.analysis import Bootstrap, correlate
+    from transferability.evaluation.analysis import Bootstrap, correlate
 
     rng = np.random.default_rng(7)
     truth = rng.random(30)
@@ -271,7 +275,7 @@ def test_bootstrap_interval_contains_the_estimate_and_matches_scipy():
 
 
 def test_bootstrap_of_a_perfectly_monotone_metric_is_degenerate():
-    from transferability.analysis import Bootstrap, correlate
+    from transferability.evaluation.analysis import Bootstrap, correlate
 
     truth = np.linspace(0.1, 0.9, 12)
     row = correlate(-np.exp(truth), truth, False, Bootstrap(resamples=500))
@@ -280,7 +284,7 @@ def test_bootstrap_of_a_perfectly_monotone_metric_is_degenerate():
 
 
 def test_paired_not_better():
-    from transferability.analysis import Bootstrap, paired_not_better
+    from transferability.evaluation.analysis import Bootstrap, paired_not_better
 
     rng = np.random.default_rng(2)
     truth = rng.random(36)
@@ -292,7 +296,7 @@ def test_paired_not_better():
 
 
 def test_bootstrap_settings_are_checked():
-    from transferability.analysis import Bootstrap
+    from transferability.evaluation.analysis import Bootstrap
 
     with pytest.raises(ValueError, match="resamples must be >= 1"):
         Bootstrap(resamples=0)
@@ -301,7 +305,7 @@ def test_bootstrap_settings_are_checked():
 
 
 def test_correlation_table_compares_every_metric_with_the_best_baseline():
-    from transferability.analysis import Bootstrap, correlation_table
+    from transferability.evaluation.analysis import Bootstrap, correlation_table
 
     rng = np.random.default_rng(5)
     models = [(s, step) for s in ("a", "b", "c", "d") for step in ("0", "10b", "1e")]
@@ -350,7 +354,7 @@ def test_correlation_table_compares_every_metric_with_the_best_baseline():
 
 
 def test_source_pools():
-    from transferability.analysis import MAX_POOLS, source_pools
+    from transferability.evaluation.analysis import MAX_POOLS, source_pools
 
     six = source_pools([f"s{i}" for i in range(6)])
     assert len(six) == 6 and all(len(p) == 5 for p in six) and len(set(six)) == 6
@@ -361,7 +365,7 @@ def test_source_pools():
 
 
 def test_source_pool_stability():
-    from transferability.analysis import source_pool_stability
+    from transferability.evaluation.analysis import source_pool_stability
 
     index = pd.MultiIndex.from_tuples(
         [(s, step) for s in "abcdef" for step in ("0", "1e")], names=["source", "pretrain_step"]
@@ -381,7 +385,7 @@ def test_source_pool_stability():
 
 
 def test_leaderboard_takes_each_metrics_best_layer_and_ranks_with_the_baselines():
-    from transferability.analysis import CORRELATION_COLUMNS, leaderboard_table
+    from transferability.evaluation.analysis import CORRELATION_COLUMNS, leaderboard_table
 
     def row(target, layer, metric, rho, oriented, low, high):
         values = dict.fromkeys(CORRELATION_COLUMNS, np.nan)
@@ -412,7 +416,7 @@ def test_leaderboard_takes_each_metrics_best_layer_and_ranks_with_the_baselines(
 
 
 def test_resampled_ranks_equal_scipy_rankdata_with_ties():
-    from transferability.analysis import Bootstrap, resampled_ranks
+    from transferability.evaluation.analysis import Bootstrap, resampled_ranks
 
     rng = np.random.default_rng(5)
     for n in (1, 4, 30):

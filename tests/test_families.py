@@ -1,4 +1,4 @@
-"""One model interface for every track (transferability.families): build, save and load,
+"""One model interface for every track (transferability.models): build, save and load,
 layers, fine-tuning policies, weight files and input transforms, for every tested architecture.
 
 Models use random weights and small inputs (32 x 32 RGB, 28 x 28 grey for the thesis CNN) with
@@ -11,9 +11,9 @@ import torch
 import torchvision
 from torch import nn
 
-from transferability import families
+from transferability import models as families
 from transferability.artifacts import save_checkpoint
-from transferability.families import ModelError, ModelSpec
+from transferability.models import ModelError, ModelSpec
 
 ARCHS = (*families.TORCHVISION_TESTED, *families.TIMM_TESTED, "thesis_cnn", "vgg_tiny")
 CLASSES = 5  # source head
@@ -783,7 +783,7 @@ def test_input_spec(spec, weights, expected, hub_dir):
 
 
 def test_input_spec_thesis_cnn():
-    from transferability.training import PIXEL_MEAN, PIXEL_STD
+    from transferability.training.loop import PIXEL_MEAN, PIXEL_STD
 
     got = families.input_spec(ModelSpec.create("thesis_cnn", 10))
     assert (got.crop, got.resize, got.channels) == (28, 28, 1)

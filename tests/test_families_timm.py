@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import save_file
 from test_families import assert_same_state, spec_of
 
-from transferability import families
-from transferability.families import ModelError, ModelSpec
-from transferability.families.timm_family import _hooked_forward
-from transferability.imagefolder import build_transform
+from transferability import models as families
+from transferability.data.folders import build_transform
+from transferability.models import ModelError, ModelSpec
+from transferability.models.timm_family import _hooked_forward
 
 RESNET = "timm/resnet18.a1_in1k"
 
@@ -196,9 +196,9 @@ def test_seeded_build_is_deterministic_and_keeps_global_rng():
 
 
 def test_model_inputs_fill_what_the_config_leaves_open():
-    """The image jobs' transform (pipeline_images.model_inputs): the configured sizes where
+    """The image jobs' transform (models.model_inputs): the configured sizes where
     given, else the model's own; the model's statistics and interpolation always."""
-    from transferability.pipeline_images import model_inputs
+    from transferability.models import model_inputs
 
     spec = ModelSpec.create("timm/coatnet_0_rw_224.sw_in1k", 10)
     own = model_inputs(spec)

@@ -129,7 +129,7 @@ def test_detects_a_metric_change(tmp_path, monkeypatch):
 def test_detects_a_log_auc_change(tmp_path, monkeypatch):
     """A one-line change to the log-AUC (checkpoint 0 placed a decade before the first non-zero
     checkpoint instead of half a decade) fails the stage golden."""
-    import transferability.analysis as analysis
+    import transferability.evaluation.analysis as analysis
 
     monkeypatch.setattr(analysis, "ZERO_OFFSET", 0.1)
     stage_tables(tmp_path)

@@ -1,4 +1,4 @@
-"""Tests of transferability.imagefolder on small synthetic folders; CPU only, no network."""
+"""Tests of transferability.data.folders on small synthetic folders; CPU only, no network."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from transferability import imagefolder
-from transferability.imagefolder import (
+from transferability.data import folders as imagefolder
+from transferability.data.folders import (
     FASHION_MNIST_CLASSES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -407,7 +407,7 @@ def test_write_png_folder_refuses_and_cleans_up(tmp_path, monkeypatch):
     not FASHION_NPZ.is_file(), reason=f"{FASHION_NPZ} missing; run `make data` to create it"
 )
 def test_dataset_folder(tmp_path):
-    from transferability.data import load_dataset
+    from transferability.data.arrays import load_dataset
 
     frame = dataset_folder(FASHION_NPZ, tmp_path / "fm", per_class=3, classes=[9, 0, 3])
     assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == ["ankle_boot", "dress", "t_shirt"]

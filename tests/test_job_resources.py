@@ -1,4 +1,4 @@
-"""Resources that grow with the attempt (transferability.job_resources, rules/common.smk's
+"""Resources that grow with the attempt (transferability.run.resources, rules/common.smk's
 attempt_scaled): the table, the scaling, overrides from the config, and every rule using it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import yaml
 from test_workflow import REPO, SNAKEMAKE, tiny_config
 
-from transferability import job_resources
-from transferability.job_resources import BASE, check_overrides, scaled
+from transferability.run import resources as job_resources
+from transferability.run.resources import BASE, check_overrides, scaled
 
 
 def test_scaled_is_base_times_attempt():

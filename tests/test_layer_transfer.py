@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.layer_transfer import (
+from transferability.models.thesis_cnn import build_cnn
+from transferability.studies.layer_transfer import (
     TRANSFER_LAYERS,
     build_layer_transfer,
     parse_variant,
 )
-from transferability.models import build_cnn
-from transferability.schedule import resolve_checkpoints
-from transferability.training import Split, evaluate, train_run
+from transferability.training.loop import Split, evaluate, train_run
+from transferability.training.schedule import resolve_checkpoints
 
 BASE = build_cnn(10, seed=3)
 

@@ -77,7 +77,7 @@ def test_every_layer_metric_is_registered_with_a_direction():
 
 
 def test_metric_table_records_undefined_metrics_and_carries_on(tmp_path):
-    from transferability.pipeline import metric_table
+    from transferability.jobs.metric_jobs import metric_table
 
     x, _ = _activations()
     one_class = np.zeros(len(x), dtype=int)
@@ -102,7 +102,7 @@ def test_metric_table_reuses_the_input_layer_rows_of_identical_images(tmp_path, 
     recomputed and gives the same rows; other layers, and an input layer of other images, are
     computed."""
     import transferability.metrics as metrics_module
-    from transferability.pipeline import metric_table
+    from transferability.jobs.metric_jobs import metric_table
 
     x, y = _activations()
     other = x.copy()

@@ -12,10 +12,10 @@ from transferability.artifacts import (
     save_checkpoint,
     write_activations,
 )
-from transferability.families import ModelSpec, build_model, finetune_model
-from transferability.models import CNN_LAYERS, ThesisCNN, build_cnn
-from transferability.schedule import resolve_checkpoints
-from transferability.training import Split, derive_seed, evaluate, train_run
+from transferability.models import ModelSpec, build_model, finetune_model
+from transferability.models.thesis_cnn import CNN_LAYERS, ThesisCNN, build_cnn
+from transferability.training.loop import Split, derive_seed, evaluate, train_run
+from transferability.training.schedule import resolve_checkpoints
 
 
 def test_forward_layers_shapes_and_logits():
@@ -163,11 +163,11 @@ def test_progress_logs_batches_rate_and_time_left(caplog):
     """Long jobs log where they are between checkpoints (issue: progress), no bar off a TTY."""
     import logging
 
-    from transferability.training import Progress
+    from transferability.training.loop import Progress
 
     progress = Progress(10, samples_per_step=64, what="training", interval=0.0)
     assert progress.bar is None  # stderr is not a terminal under pytest
-    with caplog.at_level(logging.INFO, logger="transferability.training"):
+    with caplog.at_level(logging.INFO, logger="transferability.training.loop"):
         for _ in range(4):
             progress.step()
     progress.close()

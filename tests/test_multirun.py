@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.models import build_cnn
-from transferability.multirun import MultiRunCNN, train_runs
-from transferability.schedule import resolve_checkpoints
-from transferability.training import Split, derive_seed, evaluate, train_run
+from transferability.models.thesis_cnn import build_cnn
+from transferability.training.loop import Split, derive_seed, evaluate, train_run
+from transferability.training.multirun import MultiRunCNN, train_runs
+from transferability.training.schedule import resolve_checkpoints
 
 LABELS = ["0", "3b", "7b", "20b"]  # 20 steps; 100 samples at batch 16 = 7 batches, last one 4
 BATCH = 16
@@ -237,7 +237,7 @@ def test_shared_dropout_seed_draws_one_mask_for_all_runs():
 def test_cuda_multi_run_equals_single_cuda_runs(backend):
     # The workflow's CUDA settings (training.configure_torch): float32 without TF32. Grouped and
     # single cuDNN convolutions round differently; 1.5e-4 relative was seen on an H200.
-    from transferability.training import configure_torch
+    from transferability.training.loop import configure_torch
 
     configure_torch(1, "cuda")
     torch.use_deterministic_algorithms(False)  # CUDA max-pooling backward has none

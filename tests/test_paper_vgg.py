@@ -17,12 +17,15 @@ import torchvision
 import yaml
 from test_workflow import REPO
 
-from transferability import config as tconfig
 from transferability.artifacts import read_activations
-from transferability.families import ModelSpec, build_model
-from transferability.imagefolder import write_png_folder
-from transferability.pipeline_images import extract, finetune, load_source, split_target
-from transferability.schedule import resolve_checkpoints
+from transferability.data.folders import write_png_folder
+from transferability.jobs.extract import extract_images as extract
+from transferability.jobs.finetune import finetune_images as finetune
+from transferability.jobs.sources import load_source
+from transferability.jobs.targets import split_target
+from transferability.models import ModelSpec, build_model
+from transferability.run import config as tconfig
+from transferability.training.schedule import resolve_checkpoints
 
 #: Head sizes of the thesis's weight files (thesis §2.1.2): Places365, Stanford Cars, VGG-Face.
 HEADS = {"places365": 365, "stanford_cars": 196, "vgg_face": 2622, "cifar10": 10}

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from transferability.artifacts import load_checkpoint, read_activations
-from transferability.families import ModelSpec, build_model
-from transferability.imagefolder import write_png_folder
-from transferability.pipeline import metric_table
-from transferability.pipeline_images import extract, finetune, load_source, split_target
+from transferability.data.folders import write_png_folder
+from transferability.jobs.extract import extract_images as extract
+from transferability.jobs.finetune import finetune_images as finetune
+from transferability.jobs.metric_jobs import metric_table
+from transferability.jobs.sources import load_source
+from transferability.jobs.targets import split_target
+from transferability.models import ModelSpec, build_model
 
 PROTOCOL = {"lr": 0.01, "momentum": 0.9, "lr_step_epochs": 20, "lr_gamma": 0.1,
             "batch_size": 4, "checkpoints": ["0", "2b"], "eval_samples": None}  # fmt: skip
@@ -93,8 +96,8 @@ def test_missing_weights_file_is_named(tmp_path):
 
 def test_weights_trained_here_are_reproducible(tmp_path):
     # dropout in the classifier draws from the global generator: it must be seeded per job
-    from transferability.data import ImageDataset, save_dataset
-    from transferability.pipeline_images import pretrain_weights
+    from transferability.data.arrays import ImageDataset, save_dataset
+    from transferability.jobs.sources import pretrain_weights
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), rng.integers(0, 3, 40)

@@ -7,17 +7,18 @@ import pytest
 import torch
 
 from transferability.artifacts import load_checkpoint
-from transferability.data import ImageDataset, save_dataset
-from transferability.models import build_cnn
-from transferability.pipeline import finetune, initial_model, pretrain, share_initial
-from transferability.schedule import resolve_checkpoints
-from transferability.training import (
+from transferability.data.arrays import ImageDataset, save_dataset
+from transferability.jobs.finetune import finetune, share_initial
+from transferability.jobs.sources import initial_model, pretrain
+from transferability.models.thesis_cnn import build_cnn
+from transferability.training.loop import (
     Split,
     configure_torch,
     derive_seed,
     evaluate,
     train_run,
 )
+from transferability.training.schedule import resolve_checkpoints
 
 PRETRAIN = {"batch_size": 16, "lr": 1e-3, "train_samples": None, "eval_samples": None}
 PRETRAIN_STEPS = ["0", "2b", "9b"]
@@ -25,7 +26,7 @@ FINETUNE = {**PRETRAIN, "checkpoints": ["0", "3b", "8b"]}
 
 
 def _reference_transfer(state: dict, num_classes: int, head_seed: int):
-    """The thesis's transfer written out independently of transferability.families: conv1/conv2
+    """The thesis's transfer written out independently of transferability.models: conv1/conv2
     copied, fc1/fc2 of a CNN built with the head seed."""
     model = build_cnn(num_classes, head_seed)
     model.load_state_dict({k: v for k, v in state.items() if k.startswith(("conv1.", "conv2."))},
@@ -159,7 +160,7 @@ def test_pretrain_refuses_another_untrained_model(pretrained, tmp_path, classes,
 def test_pretrain_refuses_an_untrained_model_drawn_in_another_dtype(pretrained, tmp_path,
                                                                      monkeypatch):  # fmt: skip
     """float64 draws other initial weights than float32 (the golden runs train in float64)."""
-    from transferability.training import DTYPE_ENV
+    from transferability.training.loop import DTYPE_ENV
 
     root = pretrained[0]
     initial_model(tmp_path / "initial.pt", num_classes=3, seed=5)  # float32
@@ -254,9 +255,35 @@ def test_process_age_is_within_the_wall_time_of_the_process():
     import sys
     import time
 
-    code = "from transferability.pipeline import process_age; print(process_age())"
+    code = "from transferability.jobs.logs import process_age; print(process_age())"
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall = time.monotonic() - start
     age = float(out.stdout)
     assert 0 < age <= wall + 0.02  # /proc counts in clock ticks of 10 ms
+
+
+def test_finetune_bookkeeping_is_one_for_both_tracks():
+    """The grid and the curve rows that the CNN's multi-run fine-tuning and the image tracks'
+    single-run fine-tuning share (jobs.finetune): one column order, the grid's errors naming
+    the target's setting."""
+    from transferability.jobs.finetune import curve_table, finetune_grid
+    from transferability.training.loop import CheckpointRecord
+
+    protocol = {"checkpoints": ["0", "1b", "2e"], "batch_size": 10}
+    grid = finetune_grid(protocol, 30, target="pets")
+    assert [c.batches for c in grid] == [0, 1, 6]
+    records = [
+        CheckpointRecord(
+            c, float("nan") if i == 0 else 0.5, {"test_loss": 1.0, "test_accuracy": 0.25}
+        )
+        for i, c in enumerate(grid)
+    ]
+    curve = curve_table(records, target="pets", source="vgg", seed=3, pretrain_step="final")
+    assert list(curve.columns) == [
+        "target", "source", "seed", "pretrain_step", "finetune_step", "batches", "samples",
+        "epochs", "train_loss", "test_loss", "test_accuracy",
+    ]  # fmt: skip
+    assert list(curve["finetune_step"]) == ["0", "1b", "2e"] and curve["seed"].tolist() == [3] * 3
+    with pytest.raises(ValueError, match=r"target 'pets' \(targets.pets.checkpoints\)"):
+        finetune_grid({"checkpoints": ["1e", "3b"], "batch_size": 10}, 30, target="pets")

@@ -1,5 +1,5 @@
-"""Figures of the main track (transferability.plots) drawn from small synthetic tidy tables,
-and the model figure (transferability.plots_model) from a random thesis CNN."""
+"""Figures of the main track (transferability.report.plots) drawn from small synthetic tidy tables,
+and the model figure (transferability.report.plots_model) from a random thesis CNN."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from transferability.analysis import CORRELATION_COLUMNS, fisher_interval, log_auc_table  # noqa: E402
-from transferability.figures import draw_figure  # noqa: E402
-from transferability.plots import FIGURE_TABLES, FIGURES, _layer_order  # noqa: E402
+from transferability.evaluation.analysis import CORRELATION_COLUMNS, fisher_interval, log_auc_table  # noqa: E402
+from transferability.report.figures import draw_figure  # noqa: E402
+from transferability.report.plots import FIGURE_TABLES, FIGURES, _layer_order  # noqa: E402
 
 TARGETS = ("fashion", "mnist")
 SOURCES = ("fashion", "kmnist", "mnist")
@@ -312,8 +312,8 @@ def test_layer_order_covers_both_tracks():
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     from transferability.artifacts import save_checkpoint
-    from transferability.data import ImageDataset, save_dataset
-    from transferability.models import build_cnn
+    from transferability.data.arrays import ImageDataset, save_dataset
+    from transferability.models.thesis_cnn import build_cnn
 
     root = tmp_path_factory.mktemp("model")
     model = build_cnn(10, 0)
@@ -329,7 +329,7 @@ def model_files(tmp_path_factory):
 
 
 def test_model_figure(model_files, tmp_path):
-    from transferability.plots_model import draw_model_figure, model_figure
+    from transferability.report.plots_model import draw_model_figure, model_figure
 
     checkpoint, dataset = model_files
     draw_model_figure(checkpoint, dataset, tmp_path / "m.png", tmp_path / "m.pdf", sample=4)
@@ -355,22 +355,22 @@ def test_model_figure(model_files, tmp_path):
 
 @pytest.mark.parametrize("sample", [5, -1])
 def test_model_figure_sample_out_of_range(model_files, sample):
-    from transferability.plots_model import model_figure
+    from transferability.report.plots_model import model_figure
 
     with pytest.raises(ValueError, match=rf"sample index {sample} .* has 5 images"):
         model_figure(*model_files, sample=sample)
 
 
 def test_plotting_modules_import_without_torch():
-    code = ("import sys, transferability.plots, transferability.plots_model, "
-            "transferability.plots_studies; assert 'torch' not in sys.modules")  # fmt: skip
+    code = ("import sys, transferability.report.plots, transferability.report.plots_model, "
+            "transferability.report.plots_studies; assert 'torch' not in sys.modules")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_metrics_per_layer_wraps_metrics_and_shows_each_metrics_own_layers():
     """Many metrics wrap into lines of at most MAX_COLUMNS panels (it was one very wide row),
     and a layer metric's panel has no tick for the `logits` of the prediction metrics."""
-    from transferability.plots import MAX_COLUMNS
+    from transferability.report.plots import MAX_COLUMNS
 
     golden = pd.read_csv(Path(__file__).parent / "golden" / "training" / "cnn" / "metrics.csv")
     fig = FIGURES["metrics_per_layer"]({"metrics": golden})
@@ -386,7 +386,7 @@ def test_metrics_per_layer_wraps_metrics_and_shows_each_metrics_own_layers():
 
 
 def test_leaderboard_figure(tmp_path):
-    from transferability.analysis import Bootstrap, correlation_table, leaderboard_table
+    from transferability.evaluation.analysis import Bootstrap, correlation_table, leaderboard_table
 
     tables = make_tables()
     metrics = tables["metrics"]

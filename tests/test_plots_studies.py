@@ -1,4 +1,4 @@
-"""Study figures (transferability.plots_studies) drawn from small synthetic tidy tables."""
+"""Study figures (transferability.report.plots_studies) drawn from small synthetic tidy tables."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 
-from transferability.plots import _require  # noqa: E402
-from transferability.plots_studies import STUDY_FIGURES  # noqa: E402
+from transferability.report.plots import _require  # noqa: E402
+from transferability.report.plots_studies import STUDY_FIGURES  # noqa: E402
 
 TARGETS = ("fashion", "mnist")
 OTHERS = {"mnist": ("fashion", "kmnist"), "fashion": ("kmnist", "mnist")}
@@ -391,7 +391,7 @@ def test_random_tasks_pearson_marks_only_rows_that_exist():
 
 
 def test_level_bounds_get_the_decimals_that_tell_them_apart():
-    from transferability.plots_studies import _distinguishing_digits
+    from transferability.report.plots_studies import _distinguishing_digits
 
     assert _distinguishing_digits(np.array([-1.41, -1.43, -1.45, np.nan])) == 2
     assert _distinguishing_digits(np.array([0.1, 0.5, 0.9])) == 1

@@ -15,11 +15,11 @@ import pytest
 from sklearn.model_selection import LeaveOneOut, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from transferability import config as tconfig
 from transferability.artifacts import write_activations
+from transferability.jobs.metric_jobs import metric_table
 from transferability.metrics import METRICS, compute_metrics, metric_names
-from transferability.pipeline import metric_table
-from transferability.plugins import PluginError, load_plugin, load_plugins, plugin_path
+from transferability.metrics.plugins import PluginError, load_plugin, load_plugins, plugin_path
+from transferability.run import config as tconfig
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "metric_plugin.py"
@@ -33,7 +33,7 @@ def _write(path: Path, body: str) -> Path:
 @pytest.fixture(autouse=True)
 def _registry_restored():
     """Every test starts from the built-in metrics: plugins loaded here are forgotten after."""
-    from transferability import plugins
+    from transferability.metrics import plugins
 
     metrics, loaded = dict(METRICS), dict(plugins._LOADED)
     yield

@@ -1,4 +1,4 @@
-"""QUANTA (transferability.quanta) on the thesis CNN, CPU, small synthetic splits."""
+"""QUANTA (transferability.studies.quanta) on the thesis CNN, CPU, small synthetic splits."""
 
 import math
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from transferability.models import build_cnn
-from transferability.quanta import (
+from transferability.models.thesis_cnn import build_cnn
+from transferability.studies.quanta import (
     HISTORY_COLUMNS,
     QUANTA_LAYERS,
     QuantaCNN,
@@ -16,7 +16,7 @@ from transferability.quanta import (
     quanta_score,
     train_quanta,
 )
-from transferability.training import Split, to_input
+from transferability.training.loop import Split, to_input
 
 BATCH = 16
 LR = 1e-3  # larger than the paper's 1e-4 so that λ visibly moves in a few steps

@@ -17,16 +17,17 @@ import yaml
 
 from transferability import cli
 from transferability.artifacts import read_activations, save_checkpoint
-from transferability.data import balanced_subset, load_dataset
-from transferability.imagefolder import dataset_folder, write_png_folder
-from transferability.models import build_cnn
-from transferability.pipeline import extract as cnn_extract
-from transferability.pipeline import metric_table, target_subset
-from transferability.pipeline_images import extract as vgg_extract
-from transferability.pipeline_images import load_source
+from transferability.data.arrays import balanced_subset, load_dataset
+from transferability.data.folders import dataset_folder, write_png_folder
+from transferability.jobs.extract import extract as cnn_extract
+from transferability.jobs.extract import extract_images as vgg_extract
+from transferability.jobs.metric_jobs import metric_table
+from transferability.jobs.sources import load_source
+from transferability.jobs.targets import target_subset
+from transferability.models.thesis_cnn import build_cnn
 from transferability.rank import RankError, load_candidate, load_target, rank_models
 from transferability.rank import extract as rank_extract
-from transferability.training import to_input
+from transferability.training.loop import to_input
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "resources" / "datasets"
 FASHION = DATA_DIR / "fashion_mnist" / "data.npz"
@@ -305,7 +306,7 @@ def test_timm_safetensors_files_rank(tmp_path, capsys):
     config takes [0, 1] inputs, not ImageNet-normalised ones)."""
     from safetensors.torch import save_file
 
-    from transferability import families
+    from transferability import models as families
 
     paths = {}
     for arch, name in [("timm/resnet18.a1_in1k", "r18"), ("timm/mobilevit_xxs.cvnets_in1k", "mv")]:

@@ -26,7 +26,7 @@ from transferability.artifacts import (
     read_attrs,
     write_activations,
 )
-from transferability.pipeline import metric_table
+from transferability.jobs.metric_jobs import metric_table
 
 RESULTS = Path("results") / "cnn"
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from test_workflow import REPO, report_args, snakemake, tiny_config
 
-from transferability.report_tables import MAX_ROWS
+from transferability.report.tables import MAX_ROWS
 
 ARTIFACTS = REPO / "test-artifacts"
 VIEWPORT = {"width": 1600, "height": 1000}  # a laptop screen

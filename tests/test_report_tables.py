@@ -1,4 +1,4 @@
-"""A result CSV as the report's HTML page (transferability.report_tables): escaped text, readable
+"""A result CSV as the report's HTML page (transferability.report.tables): escaped text, readable
 numbers, the sorting script, the CSV byte for byte behind the download link, empty tables, bad
 input."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferability.report_tables import csv_to_html, format_number, read_table, table_html
+from transferability.report.tables import csv_to_html, format_number, read_table, table_html
 
 
 class _Cells(HTMLParser):

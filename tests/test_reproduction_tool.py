@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_workflow import REPO
 
-from transferability.analysis import correlation_table
+from transferability.evaluation.analysis import correlation_table
 from transferability.metrics import METRICS
 
 spec = importlib.util.spec_from_file_location("reproduction", REPO / "tools" / "reproduction.py")

@@ -1,6 +1,6 @@
 import pytest
 
-from transferability.schedule import (
+from transferability.training.schedule import (
     THESIS_CHECKPOINTS,
     parse_label,
     resolve_checkpoints,

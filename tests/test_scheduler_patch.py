@@ -1,4 +1,5 @@
-"""The fix for Snakemake's self-multiplying scheduler wake-ups (transferability.scheduler_patch):
+"""The fix for Snakemake's self-multiplying scheduler wake-ups
+(transferability.run.scheduler_patch):
 the upstream code it replaces is unchanged, it keeps one pending wake-up, every entry point of
 this workflow runs with it, and on the reproducer it stops the thread growth."""
 
@@ -15,7 +16,7 @@ import snakemake
 from snakemake.scheduling.job_scheduler import JobScheduler
 from test_workflow import REPO, SNAKEMAKE, tiny_config
 
-from transferability import scheduler_patch
+from transferability.run import scheduler_patch
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import scheduler_overhead  # noqa: E402

@@ -1,4 +1,5 @@
-"""The three studies' jobs and tables (transferability.studies) on toy data, without Snakemake."""
+"""The three studies' jobs and tables (transferability.jobs.studies) on toy data, without
+Snakemake."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.analysis import correlation_table
 from transferability.artifacts import load_checkpoint, save_checkpoint
-from transferability.data import ImageDataset, save_dataset
-from transferability.models import build_cnn
-from transferability.pipeline import build_tables
-from transferability.quanta import quanta_metric_rows
-from transferability.studies import (
+from transferability.data.arrays import ImageDataset, save_dataset
+from transferability.evaluation.analysis import correlation_table
+from transferability.jobs.studies import (
     TASK_COLUMNS,
     layer_transfer_table,
     quanta_tables,
@@ -25,7 +23,10 @@ from transferability.studies import (
     run_layer_transfer,
     run_quanta,
 )
-from transferability.tasks import TaskSpec
+from transferability.jobs.tables import build_tables
+from transferability.models.thesis_cnn import build_cnn
+from transferability.studies.quanta import quanta_metric_rows
+from transferability.studies.tasks import TaskSpec
 
 
 def _dataset(num_classes: int, name: str, seed: int = 0, n_train: int = 240) -> ImageDataset:
@@ -163,7 +164,7 @@ def test_layer_transfer_job_curves(toy):
 def test_layer_transfer_frozen_layers_stay_the_base_layers(toy, monkeypatch):
     """The job trains exactly what build_layer_transfer leaves trainable: with n = 3 frozen,
     conv1 … fc1 end equal to the base's, while fc2 moves."""
-    import transferability.layer_transfer as lt
+    import transferability.studies.layer_transfer as lt
 
     built = []
     original = lt.build_layer_transfer

@@ -1,4 +1,4 @@
-"""Tests of transferability.target_formats on tiny fake roots in torchvision's layouts.
+"""Tests of transferability.data.layouts on tiny fake roots in torchvision's layouts.
 
 Where torchvision's own dataset class can read the fake root (download=False; checksum checks
 patched out where it has them), its labels serve as an independent reading of the same files.
@@ -19,8 +19,8 @@ import scipy.io
 from PIL import Image
 from torchvision import datasets as tv
 
-from transferability import target_formats
-from transferability.imagefolder import (
+from transferability.data import layouts as target_formats
+from transferability.data.folders import (
     ImageFolderSplit,
     list_image_folder,
     read_split_index,
@@ -28,7 +28,7 @@ from transferability.imagefolder import (
     write_png_folder,
     write_split_index,
 )
-from transferability.target_formats import FORMATS, list_target, missing_sources, open_image
+from transferability.data.layouts import FORMATS, list_target, missing_sources, open_image
 
 FILE_FORMATS = ("oxford_iiit_pet", "flowers102", "dtd", "caltech101")
 CIFAR_FORMATS = ("cifar10", "cifar100")
@@ -250,7 +250,7 @@ def test_config_schema_offers_exactly_these_formats_and_policies():
     """The schema's enums (checked before any job) and the library's names are one list."""
     import yaml
 
-    from transferability.layers import POLICIES
+    from transferability.models.layers import POLICIES
 
     schema = yaml.safe_load(
         (Path(__file__).parents[1] / "schemas" / "config.schema.yaml").read_text()

@@ -1,4 +1,4 @@
-"""Tests of transferability.tasks: random target tasks and their analysis (LEEP §5)."""
+"""Tests of transferability.studies.tasks: random target tasks and their analysis (LEEP §5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.data import ImageDataset
-from transferability.tasks import (
+from transferability.data.arrays import ImageDataset
+from transferability.studies.tasks import (
     TaskSpec,
     pearson_table,
     relative_to_reference,
@@ -27,7 +27,7 @@ from transferability.tasks import (
 def test_module_does_not_import_torch():
     # The Snakefile imports this module; torch must not come with it. Checked in a fresh
     # interpreter, since another test may have imported torch already.
-    code = "import sys, transferability.tasks; sys.exit('torch' in sys.modules)"
+    code = "import sys, transferability.studies.tasks; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -155,7 +155,7 @@ def test_tiny_run_studies(tiny_run):
     convergence = pd.read_csv(tables / "random_tasks_convergence.csv")
     assert (convergence.groupby("samples")["n"].sum() == 4).all()
     assert np.isfinite(convergence["accuracy_difference"]).all()
-    from transferability.config import STUDY_FIGURES
+    from transferability.run.config import STUDY_FIGURES
 
     for name in [f for figures in STUDY_FIGURES.values() for f in figures]:
         png = tiny_run / "results" / "cnn" / "figures" / f"{name}.png"
@@ -290,7 +290,7 @@ def test_deleting_an_activation_file_replans_producer_and_dependants(tiny_copy):
     run = {"track": "cnn", "target": "fashion_mnist", "source": "mnist", "seed": "0"}
     producers = sorted((rule, wc) for rule, wc in jobs if rule not in AGGREGATES)
     assert producers == sorted([("extract", run), ("metrics", run)])
-    from transferability.config import TRACK_FIGURES
+    from transferability.run.config import TRACK_FIGURES
 
     aggregates = sorted(rule for rule, _ in jobs if rule in AGGREGATES)
     pages = ["table_html"] * 6  # the main tables' report pages

@@ -13,8 +13,8 @@ import torch
 import yaml
 from test_workflow import DATA_DIR, REPO, planned_jobs, snakemake
 
-from transferability import config as tconfig
 from transferability.artifacts import load_checkpoint, read_activations, read_attrs
+from transferability.run import config as tconfig
 
 SOURCES = ["tiny_fashion", "tiny_fashion_short", "tiny_mnist", "random"]
 LAYERS = ["pool1", "pool2", "pool3", "pool4", "pool5", "fc6", "fc7", "fc8"]
@@ -227,7 +227,7 @@ def test_timm_sources_run_end_to_end(tmp_path):
     import h5py
     from safetensors.torch import save_file
 
-    from transferability import families
+    from transferability import models as families
 
     arch = "timm/mobilevit_xxs.cvnets_in1k"
     model = families.build_model(families.ModelSpec.create(arch, 10, image_size=32), seed=0)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from transferability.analysis import correlation_table
+from transferability.evaluation.analysis import correlation_table
 from transferability.metrics import METRICS, metric_names
-from transferability.schedule import sort_labels
+from transferability.training.schedule import sort_labels
 
 THESIS_METRICS = ("id", "ss", "rsa")
 PREDICTION_METRICS = frozenset(metric_names("prediction"))
@@ -219,9 +219,10 @@ def reevaluate(folder: Path, track: str = "cnn") -> dict[str, pd.DataFrame]:
     recorded ``correlations.csv`` are kept as they are (the per-checkpoint accuracies were not
     recorded). Writes ``metrics``, ``correlations``, ``leaderboard`` (CSV) and
     ``leaderboard.png`` into ``folder``; running it again gives the same files."""
-    from transferability import baselines as trivial
-    from transferability.figures import draw_figure
-    from transferability.pipeline import evaluate_tables, write_csv
+    from transferability.artifacts import write_csv
+    from transferability.evaluation import baselines as trivial
+    from transferability.jobs.tables import evaluate_tables
+    from transferability.report.figures import draw_figure
 
     def read(name: str) -> pd.DataFrame:  # exact floats: a second run writes the same bytes
         return pd.read_csv(folder / f"{name}.csv", float_precision="round_trip")

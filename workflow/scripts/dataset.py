@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from transferability.data import prepare_dataset
-from transferability.pipeline import setup_logging
+from transferability.data.obtain import prepare_dataset
+from transferability.jobs.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
 out = Path(snakemake.output[0])  # noqa: F821

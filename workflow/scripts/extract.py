@@ -4,7 +4,8 @@ from itertools import product
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import extract, setup_logging
+from transferability.jobs.extract import extract
+from transferability.jobs.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -1,7 +1,7 @@
 """Rule figure: one figure from the tidy tables (PNG and PDF)."""
 
-from transferability.figures import draw_figure
-from transferability.pipeline import setup_logging
+from transferability.jobs.logs import setup_logging
+from transferability.report.figures import draw_figure
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

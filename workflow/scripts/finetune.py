@@ -3,7 +3,8 @@ source's run also writes its step-0 curve, the untrained model's (fine-tuned onc
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import finetune, setup_logging, share_initial
+from transferability.jobs.finetune import finetune, share_initial
+from transferability.jobs.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

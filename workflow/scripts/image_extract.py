@@ -3,8 +3,8 @@ target."""
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import setup_logging
-from transferability.pipeline_images import extract
+from transferability.jobs.extract import extract_images as extract
+from transferability.jobs.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -1,7 +1,7 @@
 """Rule image_folder: a small image-folder target made from a known dataset."""
 
-from transferability.imagefolder import dataset_folder
-from transferability.pipeline import setup_logging
+from transferability.data.folders import dataset_folder
+from transferability.jobs.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

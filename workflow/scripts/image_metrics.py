@@ -1,8 +1,9 @@
 """Rule image_metrics: the metric table of one model on one target."""
 
 from transferability.artifacts import write_csv
-from transferability.config import features_max_bytes, metric_plugins
-from transferability.pipeline import metric_table, setup_logging
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.metric_jobs import metric_table
+from transferability.run.config import features_max_bytes, metric_plugins
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

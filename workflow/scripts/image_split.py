@@ -1,7 +1,7 @@
 """Rule image_split: the target's fixed 80/20 split and its extraction subset."""
 
-from transferability.pipeline import setup_logging
-from transferability.pipeline_images import split_target
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.targets import split_target
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

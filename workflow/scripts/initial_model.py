@@ -2,7 +2,8 @@
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import initial_model, setup_logging
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.sources import initial_model
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -2,8 +2,8 @@
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import setup_logging
-from transferability.studies import run_layer_transfer
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.studies import run_layer_transfer
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -1,8 +1,8 @@
 """Rule layer_transfer_table: every layer-transfer curve in one tidy table."""
 
 from transferability.artifacts import write_csv
-from transferability.pipeline import setup_logging
-from transferability.studies import layer_transfer_table
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.studies import layer_transfer_table
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

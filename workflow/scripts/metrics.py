@@ -2,8 +2,10 @@
 target; a source's run also writes its step-0 table, the untrained model's (computed once)."""
 
 from transferability.artifacts import write_csv
-from transferability.config import features_max_bytes, metric_plugins
-from transferability.pipeline import metric_table, setup_logging, share_initial
+from transferability.jobs.finetune import share_initial
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.metric_jobs import metric_table
+from transferability.run.config import features_max_bytes, metric_plugins
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -1,7 +1,7 @@
 """Rule model_figure: conv1 filters and every layer's feature maps of one checkpoint."""
 
-from transferability.pipeline import setup_logging
-from transferability.plots_model import draw_model_figure
+from transferability.jobs.logs import setup_logging
+from transferability.report.plots_model import draw_model_figure
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

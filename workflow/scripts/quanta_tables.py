@@ -1,8 +1,8 @@
 """Rule quanta_tables: all QUANTA histories and the scores (mean λ_S of the last epochs)."""
 
 from transferability.artifacts import write_csv
-from transferability.pipeline import setup_logging
-from transferability.studies import quanta_tables
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.studies import quanta_tables
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -2,9 +2,9 @@
 
 import torch  # noqa: F401  (imported before the start-up is logged: it is overhead)
 
-from transferability.pipeline import setup_logging
-from transferability.studies import random_task_references
-from transferability.tasks import family_tasks
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.studies import random_task_references
+from transferability.studies.tasks import family_tasks
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

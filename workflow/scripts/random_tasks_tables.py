@@ -1,8 +1,8 @@
 """Rule random_tasks_tables: values, Pearson table, transferability levels, convergence."""
 
 from transferability.artifacts import write_csv
-from transferability.pipeline import setup_logging
-from transferability.studies import random_tasks_tables
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.studies import random_tasks_tables
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

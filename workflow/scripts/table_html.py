@@ -3,8 +3,8 @@
 import logging
 
 from transferability.artifacts import atomic_path
-from transferability.pipeline import setup_logging
-from transferability.report_tables import csv_to_html
+from transferability.jobs.logs import setup_logging
+from transferability.report.tables import csv_to_html
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -1,7 +1,8 @@
 """Rule tables: concatenate per-run CSVs, add aggregate metrics, log-AUC and correlations."""
 
-from transferability.config import metric_plugins
-from transferability.pipeline import build_tables, setup_logging
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.tables import build_tables
+from transferability.run.config import metric_plugins
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

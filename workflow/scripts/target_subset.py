@@ -1,6 +1,7 @@
 """Rule target_subset: the fixed class-balanced target samples every model is fed."""
 
-from transferability.pipeline import setup_logging, target_subset
+from transferability.jobs.logs import setup_logging
+from transferability.jobs.targets import target_subset
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])

@@ -22,9 +22,9 @@ def _split_list(values: Sequence[str] | None) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``transferability`` and its subcommands."""
-    from transferability.data import KNOWN_DATASETS
+    from transferability.data.arrays import KNOWN_DATASETS
+    from transferability.data.layouts import FORMATS
     from transferability.rank import DEFAULT_METRICS
-    from transferability.target_formats import FORMATS
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Transferability estimation: tools around the workflow."
@@ -183,9 +183,8 @@ def _arrows_printable() -> bool:
 
 def run_rank(args: argparse.Namespace) -> int:
     """Run ``transferability rank`` with parsed ``args``; raises ``RankError`` on user errors."""
-    from transferability.config import config_checkpoints
-    from transferability.data import DATASET_ROOT
-    from transferability.plugins import load_plugins
+    from transferability.data.arrays import DATASET_ROOT
+    from transferability.metrics.plugins import load_plugins
     from transferability.rank import (
         DEFAULT_METRICS,
         RankError,
@@ -194,6 +193,7 @@ def run_rank(args: argparse.Namespace) -> int:
         rank_models,
         write_table_csv,
     )
+    from transferability.run.config import config_checkpoints
 
     load_plugins(args.metric_plugin)  # before the metric names are checked
     models = list(args.model)
@@ -275,9 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or argparse's own usage error (status 2)
         return int(exit_.code or 0)
     if args.command == "rank":
-        from transferability.config import ConfigError
-        from transferability.plugins import PluginError
+        from transferability.metrics.plugins import PluginError
         from transferability.rank import RankError
+        from transferability.run.config import ConfigError
 
         try:
             return run_rank(args)

@@ -3,16 +3,17 @@
 Given a target — a known dataset name (its test split), an image folder with one sub-folder
 per class, or a torchvision dataset root — and candidate models (checkpoints written by the
 workflow, plain weight files or torchvision weight names of any architecture of
-:mod:`transferability.families`), extract one layer for a class-balanced subset, compute the
+:mod:`transferability.models`), extract one layer for a class-balanced subset, compute the
 chosen metrics and rank the models by one of them.
 
 Nothing here is a second implementation of the workflow: the subset comes from
-:func:`~transferability.data.balanced_subset` (datasets) or
-:func:`~transferability.imagefolder.extraction_subset` (folders), CNN inputs from
-:func:`~transferability.training.to_input`, other inputs from the image tracks' extraction
-transform (:func:`~transferability.imagefolder.build_transform`), the activation files from
-:func:`~transferability.pipeline.record_layers` (in a temporary folder, streamed: memory stays
-bounded for any layer) and the values from :func:`~transferability.pipeline.metric_table` (so an
+:func:`~transferability.data.arrays.balanced_subset` (datasets) or
+:func:`~transferability.data.folders.extraction_subset` (folders), CNN inputs from
+:func:`~transferability.training.loop.to_input`, other inputs from the image tracks' extraction
+transform (:func:`~transferability.data.folders.build_transform`), the activation files from
+:func:`~transferability.jobs.extract.record_layers` (in a temporary folder, streamed: memory stays
+bounded for any layer) and the values from :func:`~transferability.jobs.metric_jobs.metric_table`
+(so an
 undefined metric is NaN with the same note as in the workflow's tables). Aggregate metrics
 (``c56``) are computed over the ranked models, as the workflow computes them over its models.
 
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transferability.data import DATASET_ROOT, KNOWN_DATASETS
+from transferability.data.arrays import DATASET_ROOT, KNOWN_DATASETS
 
 __all__ = [
     "CNN_INPUT_SIZE",
@@ -114,11 +115,11 @@ def load_target(
 ) -> Target:
     """Choose ``per_class`` samples of every class of ``target`` (seeded, as the workflow does).
 
-    ``format``: the layout of a folder target (:data:`transferability.target_formats.FORMATS`:
+    ``format``: the layout of a folder target (:data:`transferability.data.layouts.FORMATS`:
     class folders, or a torchvision dataset root such as ``cifar10``; downloaded only with
     ``allow_download``).
 
-    ``target``: a name in :data:`~transferability.data.KNOWN_DATASETS` (read from
+    ``target``: a name in :data:`~transferability.data.arrays.KNOWN_DATASETS` (read from
     ``<data_dir>/<name>/data.npz``, test split, :func:`balanced_subset`) or an image folder
     (listing and subset as the VGG track: :func:`list_image_folder`, :func:`extraction_subset`
     over the whole folder). A known name wins over a folder of that name (write ``./mnist``).
@@ -127,7 +128,7 @@ def load_target(
     file missing or corrupt, a class with fewer than ``per_class`` samples (classes and counts
     named), or a folder without usable class folders.
     """
-    from transferability.data import balanced_subset, dataset_path, load_dataset
+    from transferability.data.arrays import balanced_subset, dataset_path, load_dataset
 
     if per_class < 1:
         raise RankError(f"--per-class must be >= 1, got {per_class}")
@@ -163,8 +164,8 @@ def load_target(
             f"target {text!r} is neither a known dataset ({', '.join(KNOWN_DATASETS)}) nor an "
             "image folder (a directory with one sub-folder of images per class)"
         )
-    from transferability.imagefolder import extraction_subset
-    from transferability.target_formats import list_target
+    from transferability.data.folders import extraction_subset
+    from transferability.data.layouts import list_target
 
     try:
         paths, labels, classes = list_target(root, format, allow_download=allow_download)
@@ -201,7 +202,7 @@ def load_target(
 
 @dataclass(eq=False)
 class Candidate:
-    """A loaded candidate model (any family of :mod:`transferability.families`)."""
+    """A loaded candidate model (any family of :mod:`transferability.models`)."""
 
     label: str
     path: Path
@@ -216,14 +217,14 @@ class Candidate:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        from transferability.families import layer_names
+        from transferability.models import layer_names
 
         return layer_names(self.model)
 
     @property
     def head_layer(self) -> str | None:
         """The layer whose outputs are the source head's logits (None: no head)."""
-        from transferability.families import head_layer
+        from transferability.models import head_layer
 
         return head_layer(self.model)
 
@@ -275,7 +276,7 @@ def load_candidate(
     code, or does not fit its architecture (every mismatching key and shape listed).
     """
     from transferability.artifacts import load_checkpoint
-    from transferability.families import ModelError, ModelSpec, family_of, load_model
+    from transferability.models import ModelError, ModelSpec, family_of, load_model
 
     if arch is not None:
         try:
@@ -354,7 +355,7 @@ def _cnn_images(target: Target) -> np.ndarray:
         return target.images
     from PIL import Image
 
-    from transferability.target_formats import open_image
+    from transferability.data.layouts import open_image
 
     out = np.empty((target.n, CNN_INPUT_SIZE, CNN_INPUT_SIZE), dtype=np.uint8)
     for i, rel in enumerate(target.paths):
@@ -375,32 +376,15 @@ def _cnn_images(target: Target) -> np.ndarray:
     return out
 
 
-class _ArrayImages:
-    """uint8 grey images (n, h, w) as a map-style dataset of (transform(PIL image), label)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
 def _transform_inputs(candidate: Candidate, resize: int | None, crop: int | None):
-    """The images an RGB model takes: its own (:func:`transferability.families.input_spec`: a
+    """The images an RGB model takes: its own (:func:`transferability.models.input_spec`: a
     weight name's transform, a timm model's pretrained config, ``image_size``, 32 for CIFAR
     VGGs, else 256 → 224) with the given resize and crop."""
-    from dataclasses import replace
-
-    from transferability.families import input_spec
+    from transferability.models import input_spec, model_inputs
 
     own = input_spec(candidate.model.spec, candidate.weights)
-    crop = crop or own.crop
-    resize = resize or (own.resize if crop == own.crop else crop)
+    inputs = model_inputs(candidate.model.spec, resize, crop, weights=candidate.weights)
+    resize, crop = inputs.resize, inputs.crop
     if own.fixed_size and crop != own.crop:
         raise RankError(
             f"model {candidate.label} ({candidate.path}) takes {own.crop}x{own.crop} inputs, "
@@ -408,7 +392,7 @@ def _transform_inputs(candidate: Candidate, resize: int | None, crop: int | None
         )
     if crop < 16 or resize < crop:
         raise RankError(f"need --resize >= --crop >= 16, got resize {resize}, crop {crop}")
-    return replace(own, resize=resize, crop=crop)
+    return inputs
 
 
 def _check_layer(candidate: Candidate, layer: str) -> None:
@@ -436,17 +420,18 @@ def _batches(
     import torch
 
     if candidate.kind == "cnn":
-        from transferability.training import to_input
+        from transferability.training.loop import to_input
 
         images = _cnn_images(target)
         step = batch_size or CNN_BATCH
         return (to_input(images[i : i + step]) for i in range(0, len(images), step))
-    from transferability.imagefolder import ImageFolderSplit, build_transform
+    from transferability.data.folders import ImageFolderSplit, build_transform
+    from transferability.data.targets import ArrayImages
 
     inputs = _transform_inputs(candidate, resize, crop)
     transform = build_transform(False, resize=inputs.resize, crop=inputs.crop, inputs=inputs)
     if target.images is not None:
-        dataset = _ArrayImages(target.images, target.labels, transform)
+        dataset = ArrayImages(target.images, target.labels, transform)
     else:
         frame = pd.DataFrame({"path": list(target.paths), "label": target.labels})
         dataset = ImageFolderSplit(target.root, frame, transform, format=target.format)
@@ -467,12 +452,12 @@ def extract_files(
 ) -> tuple[Path, Path | None]:
     """Write ``layer`` of ``candidate`` on ``target`` and the source head's logits to activation
     files in ``out_dir``, with the workflow's own writer
-    (:func:`transferability.pipeline.record_layers`: streamed batch by batch, so a large layer
+    (:func:`transferability.jobs.extract.record_layers`: streamed batch by batch, so a large layer
     never has to fit in memory). Returns ``(layer file, logits file or None without a head)``.
     Eval mode, ``torch.inference_mode``."""
     import torch
 
-    from transferability.pipeline import record_layers
+    from transferability.jobs.extract import record_layers
 
     _check_layer(candidate, layer)
     out_dir = Path(out_dir)
@@ -532,7 +517,7 @@ def _named_errors(loader):
 class RankResult:
     """The ranking: ``table`` (columns ``rank, model, <metric>...``, sorted by rank),
     ``rows`` (tidy: model, checkpoint, layer, metric, value, note — one per model and metric,
-    as :func:`~transferability.pipeline.metric_table` plus the model), ``directions``
+    as :func:`~transferability.jobs.metric_jobs.metric_table` plus the model), ``directions``
     (metric → higher is better), the ranking metric ``by`` and the ``target``."""
 
     table: pd.DataFrame
@@ -592,8 +577,8 @@ def rank_models(
     """
     import tempfile
 
+    from transferability.jobs.metric_jobs import metric_table
     from transferability.metrics import METRICS, metric_names
-    from transferability.pipeline import metric_table
 
     metrics, by = _check_metrics(metrics, by)
     if not models:
@@ -654,7 +639,7 @@ def _set_up_torch(device: str, threads: int | None) -> None:
     if threads is not None:
         if threads < 1:
             raise RankError(f"--threads must be >= 1, got {threads}")
-        from transferability.training import configure_torch
+        from transferability.training.loop import configure_torch
 
         configure_torch(threads, device)
 

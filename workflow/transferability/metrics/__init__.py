@@ -1,4 +1,6 @@
-"""Transferability metrics (SPEC §7): pure functions on NumPy/torch arrays.
+"""Stage 1 — transferability metrics (SPEC §7): pure functions on NumPy/torch arrays, their
+registry, and user plugins (:mod:`.plugins`). May import :mod:`transferability.artifacts` only:
+no model, training or job code.
 
 Layer metrics take one layer's activations ``features`` (n, d) — or (n, c, h, w) featuremaps —
 and the target ``labels``; prediction metrics take the source head's softmax ``probs`` (n, z).

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from transferability.baselines import PREFIX as BASELINE_PREFIX
-
 
 class MetricWarning(UserWarning):
     """A metric dropped samples or returned NaN because the data were degenerate."""
@@ -28,7 +26,7 @@ METRICS: dict[str, Callable[..., float]] = {}
 KINDS = ("layer", "prediction", "aggregate", "features")
 
 #: Names the tables step gives its own rows: trivial baselines and the QUANTA study's scores.
-RESERVED_PREFIX = BASELINE_PREFIX
+RESERVED_PREFIX = "baseline_"
 RESERVED_NAMES = ("quanta",)
 
 #: The plugin being loaded (:func:`plugin_registration`): its source and the names it registers.
