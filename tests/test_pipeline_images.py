@@ -67,6 +67,23 @@ def test_extraction_without_a_head_streams_pool_layers(encoder, folder, tmp_path
     assert np.isnan(leep["value"]) and "no classifier head" in leep["note"]
 
 
+def test_extraction_subset_is_checked_as_a_split_index(encoder, folder, tmp_path):
+    """The extraction job reads its subset through the one data interface (an index of one
+    split, plus sample_index): a subset that is not one is refused, naming the file."""
+    root, _, subset_csv = folder
+    subset = pd.read_csv(subset_csv)
+    paths = {"pool1": tmp_path / "pool1.h5"}
+    two_splits = tmp_path / "two_splits.csv"
+    subset.assign(split=["train"] + ["test"] * (len(subset) - 1)).to_csv(two_splits, index=False)
+    with pytest.raises(ValueError, match=r"two_splits.csv: rows of one split expected"):
+        extract(encoder, root, two_splits, paths, None, target="toy", resize=32, crop=32)
+    no_class = tmp_path / "no_class.csv"
+    subset.drop(columns="class").to_csv(no_class, index=False)
+    with pytest.raises(ValueError, match=r"no_class.csv lacks column\(s\) class"):
+        extract(encoder, root, no_class, paths, None, target="toy", resize=32, crop=32)
+    assert not paths["pool1"].exists()  # nothing half-written
+
+
 def test_finetuning_an_encoder_and_from_scratch(encoder, folder, tmp_path):
     root, index_csv, _ = folder
     curve = finetune(encoder, root, index_csv, tmp_path / "curve.csv", target="toy",

@@ -271,7 +271,7 @@ def test_finetune_bookkeeping_is_one_for_both_tracks():
     from transferability.training.loop import CheckpointRecord
 
     protocol = {"checkpoints": ["0", "1b", "2e"], "batch_size": 10}
-    grid = finetune_grid(protocol, 30, target="pets")
+    grid = finetune_grid(protocol, 30, context="target 'pets' (targets.pets.checkpoints)")
     assert [c.batches for c in grid] == [0, 1, 6]
     records = [
         CheckpointRecord(
@@ -286,4 +286,8 @@ def test_finetune_bookkeeping_is_one_for_both_tracks():
     ]  # fmt: skip
     assert list(curve["finetune_step"]) == ["0", "1b", "2e"] and curve["seed"].tolist() == [3] * 3
     with pytest.raises(ValueError, match=r"target 'pets' \(targets.pets.checkpoints\)"):
-        finetune_grid({"checkpoints": ["1e", "3b"], "batch_size": 10}, 30, target="pets")
+        finetune_grid(
+            {"checkpoints": ["1e", "3b"], "batch_size": 10},
+            30,
+            context="target 'pets' (targets.pets.checkpoints)",
+        )

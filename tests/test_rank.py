@@ -169,10 +169,12 @@ def test_image_folder_with_cnn_and_vgg_uses_the_vgg_tracks_extraction(models, fo
     assert layers.to_dict() == {"tiny seed0 stepfinal": "fc7", TRAINED: "fc1"}
     # the VGG track's own extraction job on the same rows gives the same activations
     target = result.target
-    subset = tmp_path / "subset.csv"
+    subset = tmp_path / "subset.csv"  # as the VGG track writes it: a split index + sample_index
+    classes = [target.classes[label] for label in target.labels]
     pd.DataFrame(
-        {"sample_index": target.sample_index, "path": target.paths, "label": target.labels}
-    ).to_csv(subset, index=False)
+        {"sample_index": target.sample_index, "path": target.paths, "label": target.labels,
+         "class": classes, "split": "test"}
+    ).to_csv(subset, index=False)  # fmt: skip
     acts = tmp_path / "fc7.h5"
     vgg_extract(vgg, folder, subset, {"fc7": acts}, None, target="clothes", resize=32, crop=32)
     from transferability.rank import load_candidate

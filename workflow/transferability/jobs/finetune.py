@@ -27,16 +27,14 @@ from transferability.run.config import INITIAL_SOURCE
 log = logging.getLogger(__name__)
 
 
-def finetune_grid(protocol: Mapping, train_samples: int, *, target: str):
+def finetune_grid(protocol: Mapping, train_samples: int, *, context: str):
     """The protocol's checkpoints on a training split of ``train_samples`` images; a grid that
-    cannot work fails before any work, naming the target's setting."""
+    cannot work fails before any work, its message starting with ``context`` (which target,
+    which config key)."""
     from transferability.training.schedule import resolve_checkpoints
 
     return resolve_checkpoints(
-        list(protocol["checkpoints"]),
-        train_samples,
-        int(protocol["batch_size"]),
-        context=f"target {target!r} (targets.{target}.checkpoints)",
+        list(protocol["checkpoints"]), train_samples, int(protocol["batch_size"]), context=context
     )
 
 
@@ -55,7 +53,7 @@ def curve_table(
                 seed=seed,
                 pretrain_step=pretrain_step,
                 finetune_step=r.checkpoint.label,
-            )  # fmt: skip
+            )
             for r in records
         ]
     )
@@ -100,7 +98,8 @@ def finetune(
     train, _, test = data.training_splits(
         protocol.get("train_samples"), protocol.get("eval_samples")
     )
-    checkpoints = finetune_grid(protocol, len(train), target=target)
+    context = f"fine-tuning on {target!r} (finetune.checkpoints)"
+    checkpoints = finetune_grid(protocol, len(train), context=context)
     head_seed = derive_seed(seed, target, "head")
     data_seed = derive_seed(seed, target, "finetune-data")
     steps = list(checkpoint_paths)
@@ -179,7 +178,8 @@ def finetune_images(
     batch_size = int(protocol["batch_size"])
     n_train = len(data.labels("train"))
     per_epoch = steps_per_epoch(n_train, batch_size)
-    checkpoints = finetune_grid(protocol, n_train, target=target)
+    context = f"target {target!r} (targets.{target}.checkpoints)"
+    checkpoints = finetune_grid(protocol, n_train, context=context)
     if checkpoint is None:
         if scratch_arch is None:
             raise ValueError("fine-tuning from scratch needs scratch_arch")
